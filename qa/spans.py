@@ -1,0 +1,80 @@
+"""Span decoding: turn start/end logits of one tokenized window into scored character spans.
+
+Pure numpy, shared by the reader and the training recipe's evaluation, so that the
+figures measured while training are the ones `qa eval` reproduces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class SpanCandidate:
+    """A candidate answer inside one window: character offsets into the window's text."""
+
+    char_start: int
+    char_end: int
+    logit: float  # start_logit + end_logit
+    null_logit: float  # the window's no-answer logit (CLS start + CLS end)
+
+    @property
+    def margin(self) -> float:
+        """How much the model prefers this span over "no answer" in the same window."""
+        return self.logit - self.null_logit
+
+
+def decode_window(
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    offsets: list[tuple[int, int]] | np.ndarray,
+    context_mask: np.ndarray,
+    *,
+    max_answer_tokens: int,
+    n_best: int = 20,
+) -> list[SpanCandidate]:
+    """Best spans of one window, best first.
+
+    Args:
+        start_logits: float[seq] start logits of the window.
+        end_logits: float[seq] end logits of the window.
+        offsets: (char_start, char_end) of each token in the passage text.
+        context_mask: bool[seq], True where a token belongs to the passage.
+        max_answer_tokens: longest span (in tokens) that is considered.
+        n_best: how many start and end candidates to pair up.
+
+    Returns:
+        Spans sorted by logit, at most ``n_best``, each with the window's null logit.
+    """
+    start_logits = np.asarray(start_logits, dtype=np.float32)
+    end_logits = np.asarray(end_logits, dtype=np.float32)
+    null_logit = float(start_logits[0] + end_logits[0])
+    ctx = np.flatnonzero(context_mask)
+    if ctx.size == 0:
+        return []
+    k = min(n_best, ctx.size)
+    s_idx = ctx[np.argsort(-start_logits[ctx], kind="stable")[:k]]
+    e_idx = ctx[np.argsort(-end_logits[ctx], kind="stable")[:k]]
+    found: dict[tuple[int, int], SpanCandidate] = {}
+    for s in s_idx:
+        for e in e_idx:
+            if e < s or e - s + 1 > max_answer_tokens:
+                continue
+            cs, ce = int(offsets[s][0]), int(offsets[e][1])
+            if ce <= cs:
+                continue
+            logit = float(start_logits[s] + end_logits[e])
+            prev = found.get((cs, ce))
+            if prev is None or prev.logit < logit:
+                found[(cs, ce)] = SpanCandidate(cs, ce, logit, null_logit)
+    return sorted(found.values(), key=lambda c: (-c.logit, c.char_start, c.char_end))[:n_best]
+
+
+def sigmoid(x: float) -> float:
+    """Numerically stable logistic function."""
+    if x >= 0:
+        return float(1.0 / (1.0 + np.exp(-x)))
+    z = float(np.exp(x))
+    return z / (1.0 + z)
