@@ -29,7 +29,7 @@ class Settings:
     chunk_size: int = 160
     chunk_overlap: int = 32
 
-    # Retrieval: which retriever, and how many passages go to the reader.
+    # Retrieval: which retriever, and how many passages go to the reader (`--top-k`).
     retriever: str = "hybrid"
     passages_k: int = 5
     # Candidates each retriever contributes before fusion (hybrid only).
@@ -38,7 +38,7 @@ class Settings:
     rrf_k: int = 60
 
     # Reader.
-    top_k: int = 3  # answers returned (best + runners-up)
+    max_answers: int = 3  # answers returned (best + runners-up)
     min_score: float = 0.5  # abstain when the best answer's score is below this
     max_answer_tokens: int = 30
     reader_max_length: int = 256  # tokens per reader window (question + passage)
@@ -63,8 +63,8 @@ class Settings:
             raise ValueError(f"retriever must be one of {', '.join(RETRIEVERS)}, got {self.retriever!r}")
         if self.passages_k < 1:
             raise ValueError(f"passages_k must be at least 1, got {self.passages_k}")
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
+        if self.max_answers < 1:
+            raise ValueError(f"max_answers must be at least 1, got {self.max_answers}")
         if not 0.0 <= self.min_score <= 1.0:
             raise ValueError(f"min_score must be in [0, 1], got {self.min_score}")
         if self.on_error not in ("skip", "stop"):

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -41,6 +42,8 @@ class TrainConfig:
     max_steps: int | None = None  # stop early (tests, smoke runs)
     save_fp16: bool = True
     eval_batch_size: int = 64
+    save_every: int = 100  # steps between resumable checkpoints (0: none)
+    resume: bool = False  # continue from output_dir/checkpoint when it exists
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +279,21 @@ def score_dev(
     )
 
 
+def _save_checkpoint(model, tokenizer, opt, sched, step: int, ckpt: Path, torch) -> None:
+    """Weights and optimizer state, written beside and swapped in, so an interrupted save loses nothing."""
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}, tmp / "trainer_state.pt")
+    old = ckpt.with_name(ckpt.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if ckpt.exists():
+        ckpt.rename(old)
+    tmp.rename(ckpt)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def train_reader(
     cfg: TrainConfig,
     progress: Callable[[int, int, float], None] | None = None,
@@ -307,7 +325,6 @@ def train_reader(
     if not train_ex:
         raise ValueError("no training questions: every article is a dev article, or the files are empty")
     feats = _featurize(tokenizer, train_ex, cfg.max_length, cfg.doc_stride)
-    rng = random.Random(cfg.seed)
     steps_per_epoch = math.ceil(len(feats) / cfg.batch_size)
     total = math.ceil(steps_per_epoch * cfg.epochs)
     if cfg.max_steps is not None:
@@ -331,9 +348,22 @@ def train_reader(
     history: list[float] = []
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint"
+    if cfg.resume and (ckpt / "trainer_state.pt").exists():
+        state = torch.load(ckpt / "trainer_state.pt", weights_only=True)
+        model.load_state_dict(
+            AutoModelForQuestionAnswering.from_pretrained(ckpt, dtype=torch.float32).state_dict()
+        )
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        log.info("resumed from %s at step %d", ckpt, step)
     model.train()
     while step < total:
-        for idx in _batches(feats, cfg.batch_size, rng):
+        epoch = step // steps_per_epoch
+        # Each epoch's order depends only on (seed, epoch), so a resumed run sees the same batches.
+        batches = _batches(feats, cfg.batch_size, random.Random(cfg.seed * 1000 + epoch))
+        for idx in batches[step - epoch * steps_per_epoch :]:
             if step >= total:
                 break
             ids, mask, types, starts, ends = (t.to(cfg.device) for t in _collate(feats, idx, pad_id, torch))
@@ -346,11 +376,13 @@ def train_reader(
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            history.append(float(loss))
+            history.append(loss.item())
             if progress is not None:
-                progress(step, total, float(loss))
+                progress(step, total, loss.item())
             if step % 50 == 0:
-                log.info("step %d/%d loss %.4f (%.0fs)", step, total, float(loss), time.time() - t0)
+                log.info("step %d/%d loss %.4f (%.0fs)", step, total, loss.item(), time.time() - t0)
+            if cfg.save_every and step % cfg.save_every == 0 and step < total:
+                _save_checkpoint(model, tokenizer, opt, sched, step, ckpt, torch)
     model.eval()
     _, dev = _collect(cfg.train_files, titles, keep=True)
     scores = score_dev(model, tokenizer, dev, cfg) if dev else None
@@ -360,6 +392,7 @@ def train_reader(
         save_model = save_model.half()
     save_model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    shutil.rmtree(ckpt, ignore_errors=True)
     result = TrainResult(
         output_dir=str(out),
         steps=step,

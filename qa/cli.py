@@ -1,0 +1,253 @@
+"""The `qa` command line: a thin Typer layer over the library. Only here do errors become exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from qa.errors import QAError
+
+app = typer.Typer(
+    help="Ask questions about a folder of documents; get exact answer spans with citations. Fully offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+IndexDir = Annotated[
+    Path | None,
+    typer.Option("--index-dir", "-i", help="Index folder. [default: index/, or $QA_INDEX_DIR]", file_okay=False),
+]
+TopK = Annotated[int | None, typer.Option("--top-k", "-k", min=1, help="Passages handed to the reader. [default: 5]")]
+RetrieverOpt = Annotated[
+    str | None,
+    typer.Option("--retriever", help="dense, bm25 or hybrid (both, fused). [default: hybrid]"),
+]
+ReaderOpt = Annotated[
+    str | None, typer.Option("--reader", help="Reader: a Hugging Face id or local folder. [default: the shipped one]")
+]
+MinScore = Annotated[
+    float | None,
+    typer.Option("--min-score", min=0.0, max=1.0, help="Abstain below this answer score. [default: 0.5 or saved]"),
+]
+
+
+def _quiet_libraries() -> None:
+    """Keep third-party progress bars and advisories out of the user's terminal."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    for name in ("sentence_transformers", "transformers", "faiss", "onnxruntime", "trafilatura", "pypdf"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _run(fn: Callable[[], T]) -> T:
+    """Call into the library; a QAError becomes one line on stderr and exit code 1."""
+    _quiet_libraries()
+    try:
+        return fn()
+    except QAError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
+
+
+def _settings(**overrides: Any):
+    from qa.config import Settings
+
+    try:
+        return Settings.from_env(**overrides)
+    except ValueError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders to index. [default: seeds/]")] = None,
+    index_dir: IndexDir = None,
+    embedder: Annotated[str | None, typer.Option(help="Embedder: a Hugging Face id or local folder.")] = None,
+    chunk_size: Annotated[int | None, typer.Option(min=16, help="Passage size in embedder tokens. [default: 160]")] = None,
+    overlap: Annotated[int | None, typer.Option(min=0, help="Overlap of passages in tokens. [default: 32]")] = None,
+    prune: Annotated[bool, typer.Option(help="Remove indexed documents whose files are gone.")] = False,
+    on_error: Annotated[str | None, typer.Option(help="skip (report and go on) or stop at an unreadable file.")] = None,
+) -> None:
+    """Index documents (.txt, .md, .html, .pdf): only new or changed ones are embedded again."""
+    from qa.render import render_index_report
+
+    settings = _settings(
+        index_dir=str(index_dir) if index_dir else None, embedder=embedder, chunk_size=chunk_size,
+        chunk_overlap=overlap, on_error=on_error,
+    )
+    report = _run(lambda: _index_with_progress(paths or [Path("seeds")], settings, prune))
+    console.print(render_index_report(report))
+    if report.embedded_passages == 0 and not report.removed:
+        console.print("Nothing changed: no embedding work was needed.")
+
+
+def _index_with_progress(paths, settings, prune):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from qa.pipeline import build_index
+
+    columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        def on_skip(err) -> None:
+            bar.console.print(f"skipped {err}", style="yellow", markup=False, highlight=False)
+
+        return build_index(paths, settings=settings, prune=prune, progress=progress, on_skip=on_skip)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in quotes.")],
+    index_dir: IndexDir = None,
+    top_k: TopK = None,
+    retriever: RetrieverOpt = None,
+    reader: ReaderOpt = None,
+    min_score: MinScore = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Answer one question with the best span, its citation and the runners-up."""
+    from qa.pipeline import Assistant
+    from qa.render import render_result
+
+    settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader)
+    result = _run(lambda: Assistant.open(settings=settings).ask(question, top_k=top_k, min_score=min_score))
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        console.print(render_result(result))
+
+
+@app.command()
+def chat(
+    index_dir: IndexDir = None,
+    top_k: TopK = None,
+    retriever: RetrieverOpt = None,
+    reader: ReaderOpt = None,
+    min_score: MinScore = None,
+) -> None:
+    """Chat with your documents: ask one question after another (:help inside lists commands)."""
+    from qa.chat import chat_loop, prompt_reader
+    from qa.pipeline import Assistant
+
+    settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader)
+    assistant = _run(lambda: Assistant.open(settings=settings))
+    history = Path(assistant.settings.index_dir) / ".chat_history"
+    _run(lambda: chat_loop(
+        lambda q, k: assistant.ask(q, top_k=k, min_score=min_score),
+        console,
+        k=top_k or assistant.settings.passages_k,
+        read=prompt_reader(history),
+    ))
+
+
+@app.command()
+def status(index_dir: IndexDir = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show what the index holds: documents, passages, models, settings, size, build time."""
+    from qa.pipeline import index_status
+    from qa.render import render_status
+
+    settings = _settings(index_dir=str(index_dir) if index_dir else None)
+    info = _run(lambda: index_status(settings.index_dir))
+    if as_json:
+        _print_json(info)
+    else:
+        console.print(render_status(info))
+
+
+@app.command()
+def remove(
+    doc_ids: Annotated[list[str], typer.Argument(help="Document ids to remove (see `qa status`).")],
+    index_dir: IndexDir = None,
+) -> None:
+    """Remove documents from the index."""
+    from qa.pipeline import remove_documents
+
+    settings = _settings(index_dir=str(index_dir) if index_dir else None)
+    removed = _run(lambda: remove_documents(doc_ids, settings.index_dir))
+    missing = [d for d in doc_ids if d not in removed]
+    if removed:
+        console.print(f"Removed {len(removed)} document(s): {', '.join(removed)}", markup=False)
+    if missing:
+        err_console.print(f"error: not in the index: {', '.join(missing)}", markup=False)
+        raise typer.Exit(1)
+
+
+@app.command("train-reader")
+def train_reader(
+    train: Annotated[list[Path], typer.Argument(help="SQuAD v1.1/v2.0 JSON files to train on.", exists=True,
+                                                dir_okay=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the trained model.")],
+    base_model: Annotated[str | None, typer.Option(help="Encoder to start from. [default: all-MiniLM-L6-v2]")] = None,
+    dev_article: Annotated[list[str] | None, typer.Option(
+        "--dev-article", help="Title of an article held out and scored at the end (repeat).")] = None,
+    max_length: Annotated[int, typer.Option(help="Tokens per window (question + passage).")] = 256,
+    doc_stride: Annotated[int, typer.Option(help="Overlap of windows over a long paragraph.")] = 128,
+    epochs: Annotated[float, typer.Option(help="Passes over the training windows.")] = 2.0,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate (10% warm-up, linear decay).")]
+    = 1.5e-4,
+    seed: Annotated[int, typer.Option()] = 13,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    save_every: Annotated[int, typer.Option(help="Steps between resumable checkpoints (0: none).")] = 100,
+    resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/checkpoint if present.")] = False,
+) -> None:
+    """Fine-tune an extractive reader (encoder + span head) on SQuAD-format files.
+
+    Recipe: windows of MAX_LENGTH tokens with DOC_STRIDE overlap; unanswerable (v2.0) questions
+    point at [CLS] so the reader learns to abstain; AdamW with warm-up and linear decay;
+    length-bucketed batches. Deterministic for a seed. At the end, EM/F1 and no-answer accuracy
+    on the --dev-article titles (held out of training) are printed and saved in training.json.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from qa.training import TrainConfig, train_reader as run_training
+
+    cfg = TrainConfig(
+        train_files=tuple(str(p) for p in train), output_dir=str(output), base_model=base_model,
+        dev_articles=tuple(dev_article or ()), max_length=max_length, doc_stride=doc_stride, epochs=epochs,
+        batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device, max_steps=max_steps,
+        save_every=save_every, resume=resume,
+    )
+    cols = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
+            TimeRemainingColumn())
+    with Progress(*cols, console=err_console) as bar:
+        task = bar.add_task("train", total=None, loss=0.0)
+        result = _run(lambda: run_training(
+            cfg, progress=lambda s, n, loss: bar.update(task, completed=s, total=n, loss=loss)))
+    _print_json({"output_dir": result.output_dir, "steps": result.steps, "seconds": round(result.seconds, 1),
+                 "dev": None if result.dev is None else {k: getattr(result.dev, k) for k in result.dev.__slots__}})
+
+
+def main() -> None:
+    """Entry point for `python -m qa`."""
+    app()

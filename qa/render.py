@@ -1,0 +1,89 @@
+"""Rich renderables for the CLI: answers with highlighted citations, passages, index summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from rich.console import Group, RenderableType
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from qa.schema import Answer, Hit, QAResult
+
+NO_ANSWER = "No answer found in the documents."
+
+
+def answer_in_context(answer: Answer) -> Text:
+    """The answer's sentence(s) with the answer itself highlighted (no markup parsing of data)."""
+    text = Text(answer.context.replace("\r", ""))
+    # Offsets shift where a "\r" was dropped before the span.
+    shift = answer.context[: answer.context_span.start].count("\r")
+    inner = answer.context[answer.context_span.start : answer.context_span.end].count("\r")
+    text.stylize("bold black on yellow", answer.context_span.start - shift, answer.context_span.end - shift - inner)
+    return text
+
+
+def citation(answer: Answer) -> str:
+    """Where the answer stands: document, character offsets and source file."""
+    where = f"{answer.doc_id} [{answer.span.start}:{answer.span.end}]"
+    return f"{where}  {answer.source}" if answer.source else where
+
+
+def render_result(result: QAResult) -> RenderableType:
+    """The best answer with its citation and context, then the runners-up; or the abstention."""
+    if result.abstained:
+        return Text(NO_ANSWER, style="bold yellow")
+    best = result.answers[0]
+    head = Text.assemble((best.text, "bold green"), "  ", (f"score {best.score:.2f}", "dim"))
+    body: list[RenderableType] = [head, Text(citation(best), style="cyan"), Text(""), answer_in_context(best)]
+    if len(result.answers) > 1:
+        table = Table(title="Other candidates", title_justify="left", show_edge=False, expand=False)
+        table.add_column("answer")
+        table.add_column("score", justify="right")
+        table.add_column("cited span")
+        for a in result.answers[1:]:
+            table.add_row(escape(a.text), f"{a.score:.2f}", escape(citation(a)))
+        body += [Text(""), table]
+    return Panel(Group(*body), title=escape(result.question), title_align="left", border_style="green")
+
+
+def render_passages(hits: Sequence[Hit], limit: int = 400) -> RenderableType:
+    """The retrieved passages with their scores."""
+    if not hits:
+        return Text("No passages retrieved.", style="yellow")
+    table = Table(show_lines=True)
+    table.add_column("#", justify="right")
+    table.add_column("passage")
+    table.add_column("score", justify="right")
+    for h in hits:
+        snippet = h.chunk.text if len(h.chunk.text) <= limit else h.chunk.text[:limit] + "…"
+        label = Text(f"{h.chunk.doc_id} [{h.chunk.char_start}:{h.chunk.char_end}]\n", style="cyan")
+        label.append(snippet)
+        table.add_row(str(h.rank + 1), label, f"{h.score:.3f}")
+    return table
+
+
+def render_index_report(report) -> RenderableType:
+    """Closing summary of `qa index`."""
+    t = Table.grid(padding=(0, 2))
+    t.add_row("index", escape(report.index_dir))
+    t.add_row("documents", f"{report.documents}  (+{len(report.added)} new, {len(report.updated)} changed, "
+              f"{len(report.unchanged)} unchanged, {len(report.removed)} removed)")
+    t.add_row("passages", f"{report.passages}  ({report.embedded_passages} embedded in this run)")
+    t.add_row("time", f"{report.seconds:.1f} s")
+    if report.skipped:
+        t.add_row("skipped", Text("\n".join(report.skipped), style="yellow"))
+    return Panel(t, title="Index ready", title_align="left", border_style="green")
+
+
+def render_status(stats) -> RenderableType:
+    """`qa status`: what the index holds and how it was built."""
+    t = Table.grid(padding=(0, 2))
+    for key, value in stats.items():
+        t.add_row(escape(str(key)), escape(str(value)))
+    return Panel(t, title="Index status", title_align="left")
+
+
+ChatAsk = Callable[[str, int], QAResult]
