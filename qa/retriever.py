@@ -1,0 +1,121 @@
+"""Retriever: dense, BM25 or hybrid (reciprocal rank fusion) search over a PassageStore."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from fractions import Fraction
+
+from qa.config import RETRIEVERS
+from qa.embedding import Embedder
+from qa.errors import QuestionError
+from qa.schema import Hit
+from qa.store import PassageStore, ScoredChunk
+
+log = logging.getLogger(__name__)
+
+
+def reciprocal_rank_fusion(
+    ranked_lists: Sequence[Sequence[int]], k: int, rrf_k: int
+) -> list[tuple[int, float]]:
+    """Fuse ranked lists of ids: each id scores the sum of 1 / (rrf_k + r) over the lists it is in.
+
+    r is the id's 1-based rank in a list (as in Cormack et al.); an id repeated within one list
+    counts at its first rank. Ties are broken
+    by the best rank the id has in any list, then by the id, so the result never depends on
+    dict order or float rounding (sums are compared exactly).
+
+    Args:
+        ranked_lists: ids, best first, one list per retriever.
+        k: how many fused ids to return.
+        rrf_k: the smoothing constant (60 in Cormack et al. 2009).
+
+    Returns:
+        ``(id, score)`` pairs, best first, at most ``k``.
+    """
+    if k < 0:
+        raise ValueError(f"k must not be negative, got {k}")
+    if rrf_k < 0:
+        raise ValueError(f"rrf_k must not be negative, got {rrf_k}")
+    exact: dict[int, Fraction] = {}
+    best_rank: dict[int, int] = {}
+    for ranking in ranked_lists:
+        seen: set[int] = set()
+        for rank, item in enumerate(ranking):
+            if item in seen:
+                continue
+            seen.add(item)
+            exact[item] = exact.get(item, Fraction(0)) + Fraction(1, rrf_k + rank + 1)
+            best_rank[item] = min(best_rank.get(item, rank), rank)
+    order = sorted(exact, key=lambda i: (-exact[i], best_rank[i], i))
+    return [(i, float(exact[i])) for i in order[:k]]
+
+
+class Retriever:
+    """Finds the passages most likely to answer a question."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        store: PassageStore,
+        *,
+        mode: str = "hybrid",
+        fusion_depth: int = 50,
+        rrf_k: int = 60,
+    ) -> None:
+        """Args: mode is dense, bm25 or hybrid; fusion_depth and rrf_k tune hybrid fusion."""
+        _check_mode(mode)
+        if fusion_depth < 1:
+            raise ValueError(f"fusion_depth must be at least 1, got {fusion_depth}")
+        if rrf_k < 0:
+            raise ValueError(f"rrf_k must not be negative, got {rrf_k}")
+        self.embedder = embedder
+        self.store = store
+        self.mode = mode
+        self.fusion_depth = fusion_depth
+        self.rrf_k = rrf_k
+
+    def retrieve(self, question: str, k: int, *, mode: str | None = None) -> list[Hit]:
+        """The ``k`` best passages for ``question``, best first.
+
+        Args:
+            question: free text; any characters are accepted.
+            k: how many hits to return.
+            mode: dense, bm25 or hybrid; None uses the retriever's mode.
+
+        Returns:
+            Hits with 0-based ranks. ``Hit.score`` is the cosine (dense), the negated FTS5
+            bm25 (bm25) or the reciprocal-rank-fusion score (hybrid); higher is better.
+        """
+        mode = self.mode if mode is None else mode
+        _check_mode(mode)
+        if k < 0:
+            raise ValueError(f"k must not be negative, got {k}")
+        if not question.strip():
+            raise QuestionError("the question is empty")
+        if k == 0:
+            return []
+        if mode == "bm25":
+            return _hits(self.store.search_bm25(question, k))
+        query_vec = self.embedder.encode_query(question)  # once, whatever the mode
+        if mode == "dense":
+            return _hits(self.store.search_dense(query_vec, k))
+        depth = max(self.fusion_depth, k)
+        dense = self.store.search_dense(query_vec, depth)
+        bm25 = self.store.search_bm25(question, depth)
+        found = {c.rowid: c for c in bm25} | {c.rowid: c for c in dense}
+        fused = reciprocal_rank_fusion([[c.rowid for c in dense], [c.rowid for c in bm25]], k, self.rrf_k)
+        log.debug("hybrid: %d dense + %d bm25 candidates -> %d hits", len(dense), len(bm25), len(fused))
+        return [
+            Hit(found[rowid].chunk, score, rank, found[rowid].source)
+            for rank, (rowid, score) in enumerate(fused)
+        ]
+
+
+def _hits(results: Sequence[ScoredChunk]) -> list[Hit]:
+    return [Hit(r.chunk, r.score, rank, r.source) for rank, r in enumerate(results)]
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in RETRIEVERS:
+        raise ValueError(f"retriever mode must be one of {', '.join(RETRIEVERS)}, got {mode!r}")
