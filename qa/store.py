@@ -163,9 +163,8 @@ class IndexStats:
 
 
 def document_sha256(doc: Document) -> str:
-    """The hash recorded for a document: covers its text, title and source, so any change re-indexes it."""
-    payload = json.dumps([doc.text, doc.title, doc.source], ensure_ascii=False)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    """The hash recorded for a document: sha256 of its UTF-8 text (what decides that it changed)."""
+    return hashlib.sha256(doc.text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def build_fts_query(question: str) -> str:
@@ -382,6 +381,11 @@ class PassageStore:
             raise
 
     @classmethod
+    def open_for_write(cls, index_dir: str | Path, *, lock_timeout: float = 0.0) -> PassageStore:
+        """Shorthand for ``open(index_dir, readonly=False)``: an existing index, with the write lock."""
+        return cls.open(index_dir, readonly=False, lock_timeout=lock_timeout)
+
+    @classmethod
     def open_or_create(
         cls,
         index_dir: str | Path,
@@ -473,13 +477,14 @@ class PassageStore:
             raise ValueError("the store is closed")
         return self._manifest
 
-    def check_embedder(self, name: str, dim: int) -> None:
-        """Raise IndexMismatchError unless the index was built with embedder ``name`` of dimension ``dim``."""
+    def check_embedder(self, name: str, dim: int | None = None) -> None:
+        """Raise IndexMismatchError unless the index was built with embedder ``name`` (and ``dim``, if given)."""
         m = self.manifest
-        if m.embedder != name or m.dim != dim:
+        if m.embedder != name or (dim is not None and m.dim != dim):
+            shown = f"{name!r}" if dim is None else f"{name!r} (dim {dim})"
             raise IndexMismatchError(
                 f"index {self.index_dir} was built with embedder {m.embedder!r} (dim {m.dim}), but "
-                f"{name!r} (dim {dim}) is configured; {self._hint()}"
+                f"{shown} is configured; {self._hint()}"
             )
 
     def get_setting(self, key: str, default: Any = None) -> Any:

@@ -113,6 +113,7 @@ def test_round_trip_keeps_documents_chunks_and_row_alignment(built):
     with PassageStore.open(built) as s:
         assert s.readonly
         assert s.document_hashes() == {d.doc_id: document_sha256(d) for d in DOCS}
+        assert document_sha256(DOCS[0]) == hashlib.sha256(DOCS[0].text.encode()).hexdigest()
         for doc in DOCS:
             assert s.get_document(doc.doc_id) == doc
             stored = s.chunks_of(doc.doc_id)
@@ -311,6 +312,9 @@ def test_mismatched_embedder_is_refused(built):
         assert "qa index --rebuild" in str(err.value)
         with pytest.raises(IndexMismatchError, match="dim 32"):
             s.check_embedder(EMBEDDER, 32)
+        s.check_embedder(EMBEDDER)  # name only: no model load needed to know the dim
+        with pytest.raises(IndexMismatchError, match="'other'"):
+            s.check_embedder("other")
     with pytest.raises(IndexMismatchError):
         PassageStore.open_or_create(built, embedder=EMBEDDER, dim=32, chunk_size=20, chunk_overlap=0)
 
@@ -415,8 +419,9 @@ def test_second_writer_is_locked_out(built):
         with PassageStore.open(built) as reader:  # readers are not blocked
             assert reader.search_bm25("Paris", 1)
         writer.apply([], ["tokyo"])
-    with PassageStore.open(built, readonly=False) as again:
+    with PassageStore.open_for_write(built) as again:
         assert "tokyo" not in again.document_hashes()
+        assert not again.readonly
 
 
 def test_reader_follows_writers_and_survives_a_deleted_generation(built, monkeypatch):
