@@ -201,6 +201,72 @@ def remove(
         raise typer.Exit(1)
 
 
+@app.command("eval")
+def eval_(
+    gold: Annotated[Path, typer.Argument(help="Gold file: JSONL (id, question, answers) or SQuAD v1.1/v2.0 JSON.",
+                                         exists=True, dir_okay=False)] = Path("eval/gold.jsonl"),
+    index_dir: IndexDir = None,
+    mode: Annotated[str, typer.Option(help="pipeline (retrieve, then read) or reader (gold paragraph; SQuAD).")]
+    = "pipeline",
+    top_k: TopK = None,
+    retriever: RetrieverOpt = None,
+    reader: ReaderOpt = None,
+    min_score: MinScore = None,
+    sweep: Annotated[bool, typer.Option(help="Find the no-answer threshold that maximises F1; print the curve.")]
+    = False,
+    save_threshold: Annotated[bool, typer.Option(help="With --sweep: store it in the index for `qa ask`.")] = False,
+    report: Annotated[Path | None, typer.Option(help="Write one row per question (.jsonl or .csv).")] = None,
+    min_f1: Annotated[float | None, typer.Option(help="Exit 1 when F1 is below this (for CI).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Score answers against a gold file: EM, F1, abstention, recall@k, MRR, latency, and why each miss failed."""
+    from qa import evaluation, render_eval
+
+    settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
+                         passages_k=top_k)
+    if save_threshold and not sweep:
+        err_console.print("error: --save-threshold needs --sweep", markup=False)
+        raise typer.Exit(2)
+    summary, used_index = _run(lambda: _eval_with_progress(gold, settings, mode, min_score, limit))
+    if sweep:
+        best = evaluation.best_threshold(summary.rows)
+        if not as_json:
+            console.print(render_eval.sweep_table(evaluation.sweep_thresholds(summary.rows), best))
+        summary = summary.with_threshold(best)
+        if save_threshold and used_index is not None:
+            _run(lambda: evaluation.save_threshold(used_index, best))
+            err_console.print(f"saved min_score={best:.4f} in {used_index}", markup=False)
+    if report is not None:
+        _run(lambda: evaluation.write_report(summary, report))
+    if as_json:
+        _print_json(summary.to_dict())
+    else:
+        console.print(render_eval.summary_table(summary))
+        console.print(render_eval.failures_table(summary.rows))
+    if min_f1 is not None and summary.f1 < min_f1:
+        err_console.print(f"F1 {summary.f1:.2f} is below --min-f1 {min_f1}", markup=False)
+        raise typer.Exit(1)
+
+
+def _eval_with_progress(gold, settings, mode, threshold, limit):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from qa.evaluation import evaluate_file
+
+    columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        return evaluate_file(gold, settings=settings, mode=mode, threshold=threshold, limit=limit,
+                             progress=lambda d, t: update("questions", d, t), index_progress=update)
+
+
 @app.command("train-reader")
 def train_reader(
     train: Annotated[list[Path], typer.Argument(help="SQuAD v1.1/v2.0 JSON files to train on.", exists=True,

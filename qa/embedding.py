@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -63,24 +65,30 @@ class SentenceTransformerEmbedder:
                 ) from exc
         return self._model
 
-    @property
-    def tokenizer(self):
-        """The embedder's fast tokenizer, loaded without the model weights when possible."""
-        if self._tokenizer is None:
-            if self._model is not None:
-                self._tokenizer = self._model.tokenizer
-            else:
-                try:
-                    from transformers import AutoTokenizer
+    def _local_tokenizer(self):
+        """The bare `tokenizers` tokenizer of a local model folder (no torch or transformers import)."""
+        path = Path(self.path) / "tokenizer.json"
+        if not path.is_file():
+            return None
+        from tokenizers import Tokenizer
 
-                    self._tokenizer = AutoTokenizer.from_pretrained(self.path)
-                except Exception:  # noqa: BLE001 - fall back to the full model's tokenizer
-                    self._tokenizer = self.model.tokenizer
-        return self._tokenizer
+        tok = Tokenizer.from_file(str(path))
+        tok.no_padding()
+        tok.no_truncation()
+        return tok
 
     @property
     def dim(self) -> int:
-        """Vector dimension."""
+        """Vector dimension, read from a local folder's pooling config when the model is not loaded yet."""
+        if self._model is None:
+            pooling = Path(self.path) / "1_Pooling" / "config.json"
+            modules = Path(self.path) / "modules.json"
+            try:
+                kinds = [m.get("type", "") for m in json.loads(modules.read_text())]
+                if all(k.endswith(("Transformer", "Pooling", "Normalize")) for k in kinds):
+                    return int(json.loads(pooling.read_text())["word_embedding_dimension"])
+            except (OSError, ValueError, KeyError):
+                pass
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         return int(get_dim())
 
@@ -115,5 +123,9 @@ class SentenceTransformerEmbedder:
         """Tokens of each text, without special tokens."""
         if not texts:
             return []
-        enc = self.tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)
+        if self._tokenizer is None:
+            self._tokenizer = self._local_tokenizer() or self.model.tokenizer
+        if hasattr(self._tokenizer, "encode_batch"):
+            return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        enc = self._tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)
         return [len(ids) for ids in enc["input_ids"]]

@@ -73,7 +73,7 @@ class Answerer(Protocol):
         question: str,
         hits: Sequence[Hit],
         *,
-        top_k: int | None = None,
+        max_answers: int | None = None,
         min_score: float | None = None,
     ) -> QAResult:
         """Extract answers from ``hits``; abstain (no answers) when the best scores below ``min_score``."""
@@ -845,3 +845,62 @@ def write_report(summary: EvalSummary, path: str | Path) -> Path:
     except OSError as exc:
         raise QAError(f"cannot write report {str(p)!r}: {exc.strerror or exc}") from None
     return p
+
+
+# --------------------------------------------------------------------------- whole runs
+
+
+def squad_index_dir(gold_path: str | Path, settings: Settings) -> Path:
+    """Cache folder of the index built from a SQuAD file's paragraphs, keyed by file and settings."""
+    import hashlib
+
+    from qa.config import model_cache_dir
+
+    h = hashlib.sha256(Path(gold_path).read_bytes())
+    h.update(f"{settings.embedder_name}|{settings.chunk_size}|{settings.chunk_overlap}".encode())
+    return model_cache_dir().parent / "eval-index" / h.hexdigest()[:16]
+
+
+def evaluate_file(
+    gold_path: str | Path,
+    *,
+    settings: Settings,
+    mode: str = "pipeline",
+    threshold: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    index_progress: Callable[[str, int, int], None] | None = None,
+    limit: int | None = None,
+) -> tuple[EvalSummary, Path | None]:
+    """Evaluate a gold file end to end; returns the summary and the index it ran against.
+
+    A JSONL gold file is asked against ``settings.index_dir``. A SQuAD file's paragraphs are
+    indexed once into a cache folder (a second run embeds nothing); in ``reader`` mode the
+    reader reads each question's gold paragraph and no index is used.
+    """
+    from qa.pipeline import Assistant, index_documents, make_reader
+
+    gold = load_gold(gold_path)
+    if mode == "reader":
+        if gold.kind != "squad":
+            raise QAError(f"{gold_path}: --mode reader needs a SQuAD file (its paragraphs are the gold passages)")
+        return evaluate(Assistant(None, make_reader(settings), settings), gold, mode=mode, threshold=threshold,
+                        progress=progress, limit=limit), None
+    index_dir = Path(settings.index_dir)
+    if gold.kind == "squad":
+        index_dir = squad_index_dir(gold_path, settings)
+        index_documents(gold.documents, index_dir, settings=settings, progress=index_progress)
+    assistant = Assistant.open(index_dir, settings)
+    try:
+        summary = evaluate(assistant, gold, mode=mode, threshold=threshold, progress=progress, limit=limit)
+    finally:
+        assistant.close()
+    return summary, index_dir
+
+
+def save_threshold(index_dir: str | Path, threshold: float) -> None:
+    """Store the abstention threshold in the index, where `qa ask` and `qa chat` pick it up."""
+    from qa.store import PassageStore
+
+    _check_threshold(threshold)
+    with PassageStore.open_for_write(index_dir) as store:
+        store.set_setting("min_score", float(threshold))

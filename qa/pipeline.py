@@ -49,6 +49,52 @@ def make_embedder(settings: Settings):
     return SentenceTransformerEmbedder(settings.embedder_name, settings.embedder_path, device=settings.device)
 
 
+def make_query_encoder(settings: Settings):
+    """What embeds questions: an ONNX export of the embedder (no torch at query time) where it
+    can be made, else the sentence-transformers model itself."""
+    if settings.reader_runtime != "torch" and settings.device == "cpu":
+        from qa.onnx_models import prepare_query_encoder
+
+        encoder = prepare_query_encoder(settings.embedder_name, settings.embedder_path, settings.threads)
+        if encoder is not None:
+            return encoder
+    return make_embedder(settings)
+
+
+def prepare_models(settings: Settings | None = None) -> None:
+    """Build the ONNX query encoder and reader once (normally done lazily by the first question)."""
+    settings = settings or Settings.from_env()
+    make_query_encoder(settings)
+    make_reader(settings).warm_up()
+
+
+def make_reader(settings: Settings):
+    """The reader the settings name (the shipped one by default)."""
+    from qa.reader import TransformersReader
+
+    return TransformersReader(
+        settings.reader_path,
+        max_length=settings.reader_max_length,
+        stride=settings.reader_stride,
+        max_answer_tokens=settings.max_answer_tokens,
+        runtime=settings.reader_runtime,
+        device=settings.device,
+        threads=settings.threads,
+    )
+
+
+def index_status(index_dir: str | Path) -> dict:
+    """What an index holds and how it was built, as plain values (for `qa status`)."""
+    from dataclasses import asdict
+
+    from qa.store import PassageStore
+
+    with PassageStore.open(index_dir) as store:
+        info = asdict(store.stats())
+    info["size_on_disk_mb"] = round((info.pop("sqlite_bytes") + info.pop("faiss_bytes")) / 1e6, 2)
+    return info
+
+
 def build_index(
     paths: Sequence[str | Path],
     index_dir: str | Path | None = None,
@@ -73,13 +119,10 @@ def build_index(
     Returns:
         What was added, updated, left alone, removed and skipped.
     """
-    from qa.chunking import chunk_document
     from qa.loader import find_document_files, load_document
-    from qa.store import PassageStore
 
     t0 = time.perf_counter()
     settings = settings or Settings.from_env()
-    index_dir = Path(index_dir if index_dir is not None else settings.index_dir)
     files = find_document_files(paths)
     docs: list[Document] = []
     skipped: list[str] = []
@@ -94,6 +137,35 @@ def build_index(
                 on_skip(err)
         if progress:
             progress("read", i + 1, len(files))
+    if not docs and not skipped:
+        raise EmptyCorpusError(
+            f"no .txt, .md, .html or .pdf files in {', '.join(map(str, paths))}"
+        )
+    report = index_documents(
+        docs, index_dir, settings=settings, prune=prune, progress=progress, embedder=embedder
+    )
+    return replace(report, skipped=tuple(skipped), seconds=time.perf_counter() - t0)
+
+
+def index_documents(
+    docs: Sequence[Document],
+    index_dir: str | Path | None = None,
+    *,
+    settings: Settings | None = None,
+    prune: bool = False,
+    progress: Progress | None = None,
+    embedder=None,
+) -> IndexReport:
+    """Add or update documents in an index in one atomic change; unchanged ones cost nothing.
+
+    ``prune`` removes indexed documents whose ``source`` file no longer exists.
+    """
+    from qa.chunking import chunk_document
+    from qa.store import PassageStore
+
+    t0 = time.perf_counter()
+    settings = settings or Settings.from_env()
+    index_dir = Path(index_dir if index_dir is not None else settings.index_dir)
     embedder = embedder or make_embedder(settings)
     with PassageStore.open_or_create(
         index_dir,
@@ -102,19 +174,21 @@ def build_index(
         chunk_size=settings.chunk_size,
         chunk_overlap=settings.chunk_overlap,
     ) as store:
-        if not docs and not store.document_hashes():
-            raise EmptyCorpusError(f"no readable documents in {', '.join(map(str, paths))}")
         known = store.document_hashes()
+        if not docs and not known:
+            raise EmptyCorpusError("no readable documents to index")
         todo = [d for d in docs if known.get(d.doc_id) != text_digest(d.text)]
         chunked = []
         for i, doc in enumerate(todo):
-            chunked.append((doc, chunk_document(
+            chunks = chunk_document(
                 doc, size=settings.chunk_size, overlap=settings.chunk_overlap, count_tokens=embedder.count_tokens
-            )))
+            )
+            chunked.append((doc, chunks))
             if progress:
                 progress("chunk", i + 1, len(todo))
         texts = [c.text for _, chunks in chunked for c in chunks]
-        vectors = embedder.encode_passages(texts, progress=(lambda n: progress("embed", n, len(texts))) if progress else None)
+        on_embed = (lambda n: progress("embed", n, len(texts))) if progress else None
+        vectors = embedder.encode_passages(texts, progress=on_embed)
         upserts, pos = [], 0
         for doc, chunks in chunked:
             upserts.append((doc, chunks, vectors[pos : pos + len(chunks)]))
@@ -122,9 +196,7 @@ def build_index(
         seen = {d.doc_id for d in docs}
         removed = []
         if prune:
-            removed = [
-                d for d in known if d not in seen and not Path(store.get_document(d).source).exists()
-            ]
+            removed = [d for d in known if d not in seen and _source_gone(store.get_document(d).source)]
         if upserts or removed:
             store.apply(upserts, removed)
         stats = store.stats()
@@ -136,10 +208,15 @@ def build_index(
         updated=tuple(d.doc_id for d in todo if d.doc_id in known),
         unchanged=tuple(d.doc_id for d in docs if known.get(d.doc_id) == text_digest(d.text)),
         removed=tuple(removed),
-        skipped=tuple(skipped),
+        skipped=(),
         embedded_passages=len(texts),
         seconds=time.perf_counter() - t0,
     )
+
+
+def _source_gone(source: str) -> bool:
+    """True when a document came from a file that no longer exists (documents without a file stay)."""
+    return bool(source) and not Path(source).exists()
 
 
 def remove_documents(doc_ids: Sequence[str], index_dir: str | Path | None = None) -> list[str]:
@@ -170,7 +247,6 @@ class Assistant:
 
         Precedence: defaults < the index's manifest and saved settings < ``settings``/``overrides``.
         """
-        from qa.reader import TransformersReader
         from qa.retriever import Retriever
         from qa.store import PassageStore
 
@@ -178,27 +254,18 @@ class Assistant:
         index_dir = Path(index_dir if index_dir is not None else settings.index_dir)
         store = PassageStore.open(index_dir)
         saved = store.get_setting("min_score")
-        if saved is not None and "min_score" not in overrides and settings.min_score == Settings.min_score:
+        if saved is not None and "min_score" not in overrides and settings.min_score == Settings().min_score:
             settings = replace(settings, min_score=float(saved))
         manifest = store.manifest
         if settings.embedder is None and manifest.embedder != settings.embedder_name:
             settings = replace(settings, embedder=manifest.embedder)
-        embedder = make_embedder(settings)
-        store.check_embedder(embedder.model_name, None)
         settings = replace(settings, index_dir=str(index_dir))
+        embedder = make_query_encoder(settings)
+        store.check_embedder(embedder.model_name, embedder.dim)
         retriever = Retriever(
             embedder, store, mode=settings.retriever, fusion_depth=settings.fusion_depth, rrf_k=settings.rrf_k
         )
-        reader = TransformersReader(
-            settings.reader_path,
-            max_length=settings.reader_max_length,
-            stride=settings.reader_stride,
-            max_answer_tokens=settings.max_answer_tokens,
-            runtime=settings.reader_runtime,
-            device=settings.device,
-            threads=settings.threads,
-        )
-        return cls(retriever, reader, settings, store)
+        return cls(retriever, make_reader(settings), settings, store)
 
     load = open
 
@@ -206,10 +273,7 @@ class Assistant:
         """The ``k`` best passages (default ``settings.passages_k``) for a question."""
         question = check_question(question)
         k = self.settings.passages_k if k is None else k
-        hits = self.retriever.retrieve(question, k, mode=retriever)
-        if self.store is not None:
-            hits = [replace(h, source=self.store.get_document(h.chunk.doc_id).source) for h in hits]
-        return tuple(hits)
+        return tuple(self.retriever.retrieve(question, k, mode=retriever))
 
     def read(self, question: str, hits: Sequence[Hit], *, max_answers: int | None = None,
              min_score: float | None = None) -> QAResult:

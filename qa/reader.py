@@ -6,18 +6,15 @@ transformers 5 has no question-answering pipeline, so spans are decoded here fro
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from qa.config import model_cache_dir
 from qa.errors import ModelLoadError
 from qa.metrics import normalize_answer
 from qa.schema import Answer, Hit, Span
@@ -30,64 +27,22 @@ MAX_QUESTION_TOKENS = 64
 _ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
+@dataclass(frozen=True, slots=True)
+class _Windows:
+    """Tokenized (question, passage) windows, padded to the longest."""
+
+    arrays: dict[str, np.ndarray]
+    offsets: list[list[tuple[int, int]]]
+    passage_mask: list[np.ndarray]
+    hit_index: list[int]
+
+
 class Reader(Protocol):
     """Picks answer spans out of retrieved passages."""
 
     def read(self, question: str, hits: Sequence[Hit], *, max_answers: int, min_score: float) -> list[Answer]:
         """Answers best first, each scoring at least ``min_score``; [] means no answer."""
         ...
-
-
-def _weights_digest(path: Path) -> str:
-    """A short hash of a local model folder's weights and config, to key derived files."""
-    h = hashlib.sha256()
-    for name in sorted(os.listdir(path)):
-        if name.endswith((".safetensors", ".bin", "config.json")):
-            h.update(name.encode())
-            with open(path / name, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-    return h.hexdigest()[:16]
-
-
-def onnx_int8_path(model_path: str) -> Path | None:
-    """Where the int8 ONNX export of a local model folder is cached, or None for a hub id."""
-    p = Path(model_path)
-    if not p.is_dir():
-        return None
-    return model_cache_dir() / f"reader-{_weights_digest(p)}" / "model-int8.onnx"
-
-
-def export_onnx_int8(model, tokenizer, target: Path) -> Path:
-    """Export a torch QA model to ONNX and quantize its weights to int8 (dynamic quantization).
-
-    Written to a temporary file in the target folder and moved into place, so a crash never
-    leaves a half-written model that a later run would load.
-    """
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    enc = tokenizer(["who?", "where is it?"], ["a passage.", "another passage here."], return_tensors="pt", padding=True)
-    args = tuple(enc[k] for k in _ONNX_INPUTS)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        fp32 = Path(tmp) / "model.onnx"
-        axes = {k: {0: "batch", 1: "seq"} for k in (*_ONNX_INPUTS, "start_logits", "end_logits")}
-        with torch.inference_mode():
-            torch.onnx.export(
-                model,
-                args,
-                str(fp32),
-                input_names=list(_ONNX_INPUTS),
-                output_names=["start_logits", "end_logits"],
-                dynamic_axes=axes,
-                opset_version=17,
-                dynamo=False,
-            )
-        q = Path(tmp) / "model-int8.onnx"
-        quantize_dynamic(str(fp32), str(q), weight_type=QuantType.QInt8)
-        os.replace(q, target)
-    return target
 
 
 class TransformersReader:
@@ -117,26 +72,43 @@ class TransformersReader:
         self.device = device
         self.threads = threads
         self._tokenizer = None
+        self._question_tok = None
+        self._pad_id = 0
         self._torch_model = None
         self._session = None
         self._lock = threading.Lock()
         self.active_runtime: str | None = None
 
     # -- loading -------------------------------------------------------------------------------
-    @property
-    def tokenizer(self):
-        """The model's fast tokenizer."""
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
+    def _load_tokenizer(self):
+        """The model's fast tokenizer, as a bare `tokenizers.Tokenizer` (no transformers import)."""
+        from pathlib import Path
 
-            try:
-                tok = AutoTokenizer.from_pretrained(self.path)
-            except Exception as exc:  # noqa: BLE001 - reported with the model named
-                raise ModelLoadError(f"cannot load reader tokenizer from {self.path!r}: {exc}") from exc
-            if not getattr(tok, "is_fast", False):
-                raise ModelLoadError(f"reader {self.path!r} has no fast tokenizer; offsets need one")
-            self._tokenizer = tok
-        return self._tokenizer
+        local = Path(self.path) / "tokenizer.json"
+        try:
+            if local.exists():
+                from tokenizers import Tokenizer
+
+                tok = Tokenizer.from_file(str(local))
+            else:
+                from transformers import AutoTokenizer
+
+                fast = AutoTokenizer.from_pretrained(self.path)
+                if not getattr(fast, "is_fast", False):
+                    raise ModelLoadError(f"reader {self.path!r} has no fast tokenizer; offsets need one")
+                tok = copy.deepcopy(fast.backend_tokenizer)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported with the model named
+            raise ModelLoadError(f"cannot load the reader's tokenizer from {self.path!r}: {exc}") from exc
+        tok.no_padding()
+        tok.no_truncation()
+        self._question_tok = copy.deepcopy(tok)
+        tok.enable_truncation(max_length=self.max_length, stride=self.stride, strategy="only_second")
+        self._tokenizer = tok
+        self._pad_id = tok.token_to_id("[PAD]") or 0
+        if tok.padding is not None and tok.padding.get("pad_id") is not None:
+            self._pad_id = tok.padding["pad_id"]
 
     def _load_torch(self):
         if self._torch_model is None:
@@ -158,32 +130,22 @@ class TransformersReader:
         return self._torch_model
 
     def _load_onnx(self) -> bool:
-        """Open (building if needed) the int8 ONNX session; False when it cannot be used."""
-        target = onnx_int8_path(self.path)
+        """Open (exporting once if needed) the int8 ONNX session; False when it cannot be used."""
+        from qa.onnx_models import cached_onnx_path, export_reader, session
+
+        target = cached_onnx_path(self.path, "reader-int8")
         if target is None:
             return False
         try:
-            import onnxruntime as ort
-        except ImportError:
+            if not target.exists():
+                log.info("exporting the reader to int8 ONNX once, into %s", target)
+                export_reader(self.path, target)
+            self._session = session(target, self.threads)
+        except Exception as exc:  # noqa: BLE001 - torch still works; say why ONNX does not
+            log.warning("int8 ONNX reader unavailable for %s (%s); using torch", self.path, exc)
+            if target.exists():
+                target.unlink(missing_ok=True)
             return False
-        if not target.exists():
-            log.info("building the int8 ONNX reader once, into %s", target)
-            try:
-                export_onnx_int8(self._load_torch(), self.tokenizer, target)
-            except Exception as exc:  # noqa: BLE001 - torch still works; say why ONNX does not
-                log.warning("ONNX export of %s failed (%s); using torch", self.path, exc)
-                return False
-        opts = ort.SessionOptions()
-        if self.threads:
-            opts.intra_op_num_threads = self.threads
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self._session = ort.InferenceSession(str(target), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - a damaged cache file: rebuild it next time
-            log.warning("cannot open %s (%s); removing it and using torch", target, exc)
-            target.unlink(missing_ok=True)
-            return False
-        self._torch_model = None  # free the torch weights once ONNX runs
         return True
 
     def warm_up(self) -> None:
@@ -191,36 +153,54 @@ class TransformersReader:
         with self._lock:
             if self.active_runtime is not None:
                 return
-            _ = self.tokenizer
+            self._load_tokenizer()
             if self.runtime in ("auto", "onnx") and self.device == "cpu" and self._load_onnx():
                 self.active_runtime = "onnx-int8"
             elif self.runtime == "onnx":
-                raise ModelLoadError(f"reader {self.path!r}: ONNX runtime requested but unavailable")
+                raise ModelLoadError(f"reader {self.path!r}: the ONNX runtime was asked for but is unavailable")
             else:
                 self._load_torch()
                 self.active_runtime = "torch"
 
     # -- reading -------------------------------------------------------------------------------
-    def _logits(self, enc) -> tuple[np.ndarray, np.ndarray]:
+    def _logits(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         if self.active_runtime == "onnx-int8":
-            feed = {k: np.asarray(enc[k], dtype=np.int64) for k in _ONNX_INPUTS if k in enc}
-            if "token_type_ids" not in feed:
-                feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
-            start, end = self._session.run(["start_logits", "end_logits"], feed)
+            start, end = self._session.run(["start_logits", "end_logits"], arrays)
             return np.asarray(start, np.float32), np.asarray(end, np.float32)
         import torch
 
-        inputs = {k: torch.as_tensor(np.asarray(enc[k])).to(self.device) for k in _ONNX_INPUTS if k in enc}
+        inputs = {k: torch.as_tensor(v).to(self.device) for k, v in arrays.items()}
         with torch.inference_mode():
             out = self._torch_model(**inputs)
         return out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
 
     def _clip_question(self, question: str) -> str:
-        ids = self.tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
-        offsets = ids["offset_mapping"]
+        offsets = self._question_tok.encode(question, add_special_tokens=False).offsets
         if len(offsets) <= MAX_QUESTION_TOKENS:
             return question
         return question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
+
+    def _encode(self, question: str, passages: Sequence[str]) -> _Windows:
+        """Every passage in windows of ``max_length`` tokens overlapping by ``stride``, one padded batch."""
+        encodings, hit_index = [], []
+        for i, enc in enumerate(self._tokenizer.encode_batch([(question, p) for p in passages])):
+            for window in (enc, *enc.overflowing):
+                encodings.append(window)
+                hit_index.append(i)
+        n = max(len(e.ids) for e in encodings)
+        ids = np.full((len(encodings), n), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), n), dtype=np.int64)
+        types = np.zeros((len(encodings), n), dtype=np.int64)
+        offsets, passage_mask = [], []
+        for r, e in enumerate(encodings):
+            L = len(e.ids)
+            ids[r, :L] = e.ids
+            mask[r, :L] = e.attention_mask
+            types[r, :L] = e.type_ids
+            offsets.append(e.offsets)
+            passage_mask.append(np.array([s == 1 for s in e.sequence_ids]))
+        return _Windows({"input_ids": ids, "attention_mask": mask, "token_type_ids": types}, offsets,
+                        passage_mask, hit_index)
 
     def read(
         self, question: str, hits: Sequence[Hit], *, max_answers: int = 3, min_score: float = 0.5
@@ -244,27 +224,15 @@ class TransformersReader:
         if not hits:
             return []
         self.warm_up()
-        q = self._clip_question(question)
-        enc = self.tokenizer(
-            [q] * len(hits),
-            [h.chunk.text for h in hits],
-            truncation="only_second",
-            max_length=self.max_length,
-            stride=self.stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding="longest",
-            return_tensors="np",
-        )
-        start_logits, end_logits = self._logits(enc)
+        win = self._encode(self._clip_question(question), [h.chunk.text for h in hits])
+        start_logits, end_logits = self._logits(win.arrays)
         cands: list[tuple[float, Hit, int, int]] = []
-        for w, hit_i in enumerate(enc["overflow_to_sample_mapping"].tolist()):
-            mask = np.array([s == 1 for s in enc.sequence_ids(w)])
+        for w, hit_i in enumerate(win.hit_index):
             for c in decode_window(
                 start_logits[w],
                 end_logits[w],
-                enc["offset_mapping"][w],
-                mask,
+                win.offsets[w],
+                win.passage_mask[w],
                 max_answer_tokens=self.max_answer_tokens,
                 n_best=10,
             ):

@@ -1,0 +1,210 @@
+"""ONNX Runtime versions of the models, for fast answers on a CPU.
+
+Answering a question needs only ``tokenizers``, ``onnxruntime`` and numpy: no torch, no
+transformers, no sentence-transformers, so a fresh `qa ask` starts in about a second. The
+ONNX files are exported once (this part does need torch) from a local model folder into the
+model cache, keyed by a hash of the weights, and written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from qa.config import model_cache_dir
+
+log = logging.getLogger(__name__)
+
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def weights_digest(path: Path) -> str:
+    """A short hash of a local model folder's weights and config, to key files derived from it."""
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(path)):
+        if name.endswith((".safetensors", ".bin")) or name == "config.json":
+            h.update(name.encode())
+            with open(path / name, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
+def cached_onnx_path(model_path: str, kind: str) -> Path | None:
+    """Where the ONNX export of a local model folder is cached; None for a hub id (no export)."""
+    p = Path(model_path)
+    if not (p.is_dir() and (p / "config.json").exists() and (p / "tokenizer.json").exists()):
+        return None
+    return model_cache_dir() / f"{kind}-{weights_digest(p)}" / "model.onnx"
+
+
+def session(path: Path, threads: int | None = None):
+    """An ONNX Runtime CPU session with full graph optimisation."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _export(module, sample: dict, target: Path, outputs: list[str], *, quantize: bool) -> Path:
+    """Trace ``module`` to ONNX (dynamic batch and length), optionally int8-quantize, move into place."""
+    import torch
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    module.eval()  # the wrapper too: a wrapper left in training mode traces a graph that drifts from torch
+    names = [k for k in ONNX_INPUTS if k in sample]
+    axes = {k: {0: "batch", 1: "seq"} for k in names}
+    axes.update({o: {0: "batch"} for o in outputs})
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer advisories about shapes that stay dynamic here
+        fp32 = Path(tmp) / "model.onnx"
+        with torch.inference_mode():
+            torch.onnx.export(
+                module,
+                tuple(sample[k] for k in names),
+                str(fp32),
+                input_names=names,
+                output_names=outputs,
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
+        final = fp32
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            final = Path(tmp) / "model-int8.onnx"
+            quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8)
+        os.replace(final, target)
+    return target
+
+
+def _sample_inputs(model_path: str) -> dict:
+    import torch
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    enc = tok(["who is it?", "where"], ["a passage here.", "another one"], padding=True, return_tensors="pt")
+    return {k: enc[k].to(torch.long) for k in ONNX_INPUTS if k in enc}
+
+
+def export_reader(model_path: str, target: Path) -> Path:
+    """Export a question-answering model with int8 dynamic quantization of its weights."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    model = AutoModelForQuestionAnswering.from_pretrained(model_path, dtype=torch.float32).eval()
+
+    class _QA(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            out = self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out.start_logits, out.end_logits
+
+    return _export(_QA(model), _sample_inputs(model_path), target, ["start_logits", "end_logits"], quantize=True)
+
+
+def export_query_encoder(model_path: str, target: Path) -> Path:
+    """Export a mean-pooling sentence embedder (all-MiniLM-L6-v2 style), in fp32 so vectors don't drift."""
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(model_path, dtype=torch.float32).eval()
+
+    class _Mean(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            hidden = self.m(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+    return _export(_Mean(model), _sample_inputs(model_path), target, ["embedding"], quantize=False)
+
+
+def is_mean_pooling_embedder(model_path: str) -> bool:
+    """True for a local sentence-transformers folder of Transformer + mean Pooling (+ Normalize)."""
+    p = Path(model_path)
+    try:
+        modules = json.loads((p / "modules.json").read_text())
+        pooling = json.loads((p / "1_Pooling" / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    kinds = [m.get("type", "") for m in modules]
+    plain = all(k.endswith(("Transformer", "Pooling", "Normalize")) for k in kinds)
+    return plain and bool(pooling.get("pooling_mode_mean_tokens")) and not pooling.get("pooling_mode_cls_token")
+
+
+class OnnxQueryEncoder:
+    """Encodes questions with an ONNX export of the index's embedder: same vectors, a fraction of the start-up."""
+
+    def __init__(self, model_name: str, model_path: str, onnx_path: Path, threads: int | None = None) -> None:
+        """Args: the manifest's model name, the model folder (tokenizer), the exported ONNX file."""
+        from tokenizers import Tokenizer
+
+        self.model_name = model_name
+        self._session = session(onnx_path, threads)
+        self._tok = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
+        max_len = 256
+        try:
+            cfg = json.loads((Path(model_path) / "sentence_bert_config.json").read_text())
+            max_len = int(cfg.get("max_seq_length", max_len))
+        except (OSError, ValueError):
+            pass
+        self._tok.no_padding()
+        self._tok.enable_truncation(max_length=max_len)
+        self._dim = int(self._session.get_outputs()[0].shape[-1])
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return self._dim
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """float32[dim], normalised."""
+        enc = self._tok.encode(text)
+        feed = {
+            "input_ids": np.asarray([enc.ids], dtype=np.int64),
+            "attention_mask": np.asarray([enc.attention_mask], dtype=np.int64),
+            "token_type_ids": np.asarray([enc.type_ids], dtype=np.int64),
+        }
+        names = {i.name for i in self._session.get_inputs()}
+        (vec,) = self._session.run(["embedding"], {k: v for k, v in feed.items() if k in names})
+        return np.asarray(vec[0], dtype=np.float32)
+
+
+def prepare_query_encoder(model_name: str, model_path: str, threads: int | None = None) -> OnnxQueryEncoder | None:
+    """The ONNX query encoder for a local mean-pooling embedder, exporting it once; None when unsupported."""
+    if not is_mean_pooling_embedder(model_path):
+        return None
+    target = cached_onnx_path(model_path, "embedder")
+    if target is None:
+        return None
+    try:
+        if not target.exists():
+            log.info("exporting the query encoder to ONNX once, into %s", target)
+            export_query_encoder(model_path, target)
+        return OnnxQueryEncoder(model_name, model_path, target, threads)
+    except Exception as exc:  # noqa: BLE001 - sentence-transformers still works; say why ONNX does not
+        log.warning("ONNX query encoder unavailable for %s (%s); using sentence-transformers", model_path, exc)
+        if target.exists():
+            target.unlink(missing_ok=True)
+        return None
