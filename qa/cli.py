@@ -54,13 +54,18 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _error(message: str) -> None:
+    """One line on stderr, never wrapped or parsed as markup."""
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _run(fn: Callable[[], T]) -> T:
     """Call into the library; a QAError becomes one line on stderr and exit code 1."""
     _quiet_libraries()
     try:
         return fn()
     except QAError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        _error(str(exc))
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err_console.print("interrupted", markup=False)
@@ -73,7 +78,7 @@ def _settings(**overrides: Any):
     try:
         return Settings.from_env(**overrides)
     except ValueError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        _error(str(exc))
         raise typer.Exit(2) from None
 
 
@@ -86,25 +91,36 @@ def index(
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders to index. [default: seeds/]")] = None,
     index_dir: IndexDir = None,
     embedder: Annotated[str | None, typer.Option(help="Embedder: a Hugging Face id or local folder.")] = None,
-    chunk_size: Annotated[int | None, typer.Option(min=16, help="Passage size in embedder tokens. [default: 160]")] = None,
+    chunk_size: Annotated[int | None, typer.Option(min=16, help="Passage size in embedder tokens. [default: 160]")]
+    = None,
     overlap: Annotated[int | None, typer.Option(min=0, help="Overlap of passages in tokens. [default: 32]")] = None,
     prune: Annotated[bool, typer.Option(help="Remove indexed documents whose files are gone.")] = False,
+    rebuild: Annotated[bool, typer.Option(help="Drop the index and build it again from PATHS (other embedder or "
+                                          "chunking, or a damaged index).")] = False,
+    wait: Annotated[float, typer.Option(min=0.0, help="Seconds to wait for another `qa index` to finish.")] = 0.0,
     on_error: Annotated[str | None, typer.Option(help="skip (report and go on) or stop at an unreadable file.")] = None,
 ) -> None:
-    """Index documents (.txt, .md, .html, .pdf): only new or changed ones are embedded again."""
+    """Index documents (.txt, .md, .html, .pdf): only new or changed ones are embedded again.
+
+    Unreadable files and missing paths are reported on one line each and skipped (exit 0).
+
+    Exit 1 on errors: another `qa index` is writing (see --wait), or a bad file with --on-error stop.
+    """
     from qa.render import render_index_report
 
     settings = _settings(
         index_dir=str(index_dir) if index_dir else None, embedder=embedder, chunk_size=chunk_size,
         chunk_overlap=overlap, on_error=on_error,
     )
-    report = _run(lambda: _index_with_progress(paths or [Path("seeds")], settings, prune))
+    report = _run(lambda: _index_with_progress(paths or [Path("seeds")], settings, prune, rebuild, wait))
     console.print(render_index_report(report))
-    if report.embedded_passages == 0 and not report.removed:
+    if rebuild:
+        console.print(f"Rebuilt from scratch: {report.documents} document(s), {report.passages} passage(s).")
+    elif report.embedded_passages == 0 and not report.removed:
         console.print("Nothing changed: no embedding work was needed.")
 
 
-def _index_with_progress(paths, settings, prune):
+def _index_with_progress(paths, settings, prune, rebuild=False, wait=0.0):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from qa.pipeline import build_index
@@ -119,9 +135,11 @@ def _index_with_progress(paths, settings, prune):
             bar.update(tasks[stage], completed=done, total=total)
 
         def on_skip(err) -> None:
-            bar.console.print(f"skipped {err}", style="yellow", markup=False, highlight=False)
+            bar.console.print(f"skipped {err}", style="yellow", markup=False, highlight=False, soft_wrap=True)
 
-        return build_index(paths, settings=settings, prune=prune, progress=progress, on_skip=on_skip)
+        return build_index(
+            paths, settings=settings, prune=prune, rebuild=rebuild, wait=wait, progress=progress, on_skip=on_skip
+        )
 
 
 @app.command()
@@ -187,17 +205,18 @@ def status(index_dir: IndexDir = None, as_json: Annotated[bool, typer.Option("--
 def remove(
     doc_ids: Annotated[list[str], typer.Argument(help="Document ids to remove (see `qa status`).")],
     index_dir: IndexDir = None,
+    wait: Annotated[float, typer.Option(min=0.0, help="Seconds to wait for a running `qa index` to finish.")] = 0.0,
 ) -> None:
-    """Remove documents from the index."""
+    """Remove documents from the index (exit 1 if one of them is not there)."""
     from qa.pipeline import remove_documents
 
     settings = _settings(index_dir=str(index_dir) if index_dir else None)
-    removed = _run(lambda: remove_documents(doc_ids, settings.index_dir))
+    removed = _run(lambda: remove_documents(doc_ids, settings.index_dir, wait=wait))
     missing = [d for d in doc_ids if d not in removed]
     if removed:
         console.print(f"Removed {len(removed)} document(s): {', '.join(removed)}", markup=False)
     if missing:
-        err_console.print(f"error: not in the index: {', '.join(missing)}", markup=False)
+        _error(f"not in the index: {', '.join(missing)}")
         raise typer.Exit(1)
 
 
@@ -206,7 +225,8 @@ def eval_(
     gold: Annotated[Path, typer.Argument(help="Gold file: JSONL (id, question, answers) or SQuAD v1.1/v2.0 JSON.",
                                          exists=True, dir_okay=False)] = Path("eval/gold.jsonl"),
     index_dir: IndexDir = None,
-    mode: Annotated[str, typer.Option(help="pipeline (retrieve, then read) or reader (gold paragraph; SQuAD).")]
+    mode: Annotated[str, typer.Option(help="pipeline (retrieve, then read), reader (gold paragraph; SQuAD) or "
+                                           "retrieval (recall@k and MRR only; no reader).")]
     = "pipeline",
     top_k: TopK = None,
     retriever: RetrieverOpt = None,
@@ -226,7 +246,10 @@ def eval_(
     settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
                          passages_k=top_k)
     if save_threshold and not sweep:
-        err_console.print("error: --save-threshold needs --sweep", markup=False)
+        _error("--save-threshold needs --sweep")
+        raise typer.Exit(2)
+    if mode == "retrieval" and (sweep or min_f1 is not None):
+        _error("--sweep and --min-f1 need the reader; --mode retrieval runs none")
         raise typer.Exit(2)
     summary, used_index = _run(lambda: _eval_with_progress(gold, settings, mode, min_score, limit))
     if sweep:
@@ -244,8 +267,8 @@ def eval_(
     else:
         console.print(render_eval.summary_table(summary))
         console.print(render_eval.failures_table(summary.rows))
-    if min_f1 is not None and summary.f1 < min_f1:
-        err_console.print(f"F1 {summary.f1:.2f} is below --min-f1 {min_f1}", markup=False)
+    if min_f1 is not None and summary.f1 is not None and summary.f1 < min_f1:
+        err_console.print(f"F1 {summary.f1:.2f} is below --min-f1 {min_f1}", markup=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -265,6 +288,55 @@ def _eval_with_progress(gold, settings, mode, threshold, limit):
 
         return evaluate_file(gold, settings=settings, mode=mode, threshold=threshold, limit=limit,
                              progress=lambda d, t: update("questions", d, t), index_progress=update)
+
+
+@app.command()
+def bench(
+    squad: Annotated[Path, typer.Argument(help="SQuAD v1.1/v2.0 JSON: its paragraphs are the corpus, its questions "
+                                          "the load.", exists=True, dir_okay=False)],
+    questions: Annotated[int, typer.Option(min=1, help="Questions timed (sampled evenly over articles).")] = 500,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Passages handed to the reader.")] = 5,
+    retriever: RetrieverOpt = None,
+    reader: ReaderOpt = None,
+    embedder: Annotated[str | None, typer.Option(help="Embedder: a Hugging Face id or local folder.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the question sample.")] = 13,
+    skip_cold_start: Annotated[bool, typer.Option(help="Skip the fresh `qa ask` and `qa --help` processes.")]
+    = False,
+    cold_runs: Annotated[int, typer.Option(min=1, help="Timed runs of each fresh process (median).")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the results here "
+                                                "(JSON if --json or the name ends in .json, else Markdown).",
+                                                dir_okay=False)] = None,
+) -> None:
+    """Benchmark on a SQuAD file: indexing speed, query latency, cold start, memory and answer quality."""
+    from qa import bench as qa_bench
+
+    settings = _settings(retriever=retriever, reader=reader, embedder=embedder, passages_k=top_k)
+    report = _run(lambda: _with_progress(lambda update: qa_bench.run_bench(
+        squad, settings=settings, questions=questions, seed=seed, cold_start=not skip_cold_start,
+        cold_runs=cold_runs, progress=update)))
+    if output is not None:
+        _run(lambda: qa_bench.write_output(report, output, as_json=as_json))
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        sys.stdout.write(qa_bench.render_markdown(report))
+
+
+def _with_progress(fn: Callable[[Callable[[str, int, int], None]], T]) -> T:
+    """Call ``fn(update)`` under progress bars on stderr, one per stage named by ``update(stage, done, total)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        return fn(update)
 
 
 @app.command("train-reader")

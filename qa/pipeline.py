@@ -101,40 +101,64 @@ def build_index(
     *,
     settings: Settings | None = None,
     prune: bool = False,
+    rebuild: bool = False,
+    wait: float = 0.0,
     progress: Progress | None = None,
     on_skip: Callable[[DocumentError], None] | None = None,
     embedder=None,
 ) -> IndexReport:
     """Index files and folders incrementally: only new or changed documents are embedded.
 
+    A file that cannot be read (empty, binary, not UTF-8, too large) or a path that does not
+    exist is reported through ``on_skip`` and skipped, and the rest is indexed, unless
+    ``settings.on_error`` is "stop".
+
     Args:
         paths: files or folders of .txt, .md, .html and .pdf documents.
         index_dir: the index folder (default: ``settings.index_dir``).
         settings: chunking, models, and how to treat unreadable files.
         prune: also remove indexed documents whose source file is gone.
+        rebuild: drop what the index holds and build it from ``paths`` alone; also the way out
+            of an index built with another embedder or chunking, or a damaged one.
+        wait: seconds to wait for another writer to finish; 0 raises IndexLockedError at once.
         progress: called as ``progress(stage, done, total)``.
         on_skip: called with each unreadable file that is skipped.
         embedder: an Embedder to use instead of the one the settings name (tests).
 
     Returns:
         What was added, updated, left alone, removed and skipped.
+
+    Raises:
+        DocumentError: none of ``paths`` exists, or a file is unreadable and on_error is "stop".
+        EmptyCorpusError: nothing readable to index (an index is never emptied by mistake).
+        IndexLockedError: another process is writing to the index.
     """
     from qa.loader import find_document_files, load_document
 
     t0 = time.perf_counter()
     settings = settings or Settings.from_env()
-    files = find_document_files(paths)
-    docs: list[Document] = []
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     skipped: list[str] = []
+
+    def skip(err: DocumentError) -> None:
+        if settings.on_error == "stop":
+            raise err
+        skipped.append(str(err))
+        if on_skip is not None:
+            on_skip(err)
+
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing and len(missing) == len(paths):
+        raise DocumentError(str(missing[0]), "no such file or directory")
+    for p in missing:
+        skip(DocumentError(str(p), "no such file or directory"))
+    files = find_document_files([p for p in paths if p not in missing])
+    docs: list[Document] = []
     for i, (path, doc_id) in enumerate(files):
         try:
             docs.append(load_document(path, doc_id, max_file_mb=settings.max_file_mb))
         except DocumentError as err:
-            if settings.on_error == "stop":
-                raise
-            skipped.append(str(err))
-            if on_skip is not None:
-                on_skip(err)
+            skip(err)
         if progress:
             progress("read", i + 1, len(files))
     if not docs and not skipped:
@@ -142,7 +166,8 @@ def build_index(
             f"no .txt, .md, .html or .pdf files in {', '.join(map(str, paths))}"
         )
     report = index_documents(
-        docs, index_dir, settings=settings, prune=prune, progress=progress, embedder=embedder
+        docs, index_dir, settings=settings, prune=prune, rebuild=rebuild, wait=wait, progress=progress,
+        embedder=embedder,
     )
     return replace(report, skipped=tuple(skipped), seconds=time.perf_counter() - t0)
 
@@ -153,65 +178,104 @@ def index_documents(
     *,
     settings: Settings | None = None,
     prune: bool = False,
+    rebuild: bool = False,
+    wait: float = 0.0,
     progress: Progress | None = None,
     embedder=None,
 ) -> IndexReport:
     """Add or update documents in an index in one atomic change; unchanged ones cost nothing.
 
-    ``prune`` removes indexed documents whose ``source`` file no longer exists.
+    ``prune`` removes indexed documents whose ``source`` file no longer exists. ``rebuild``
+    embeds every document again and drops indexed ones not among ``docs``; a healthy index built
+    with the same settings changes in one atomic step, any other (another embedder or chunking,
+    damaged files) is emptied only once the new vectors are ready. ``wait`` is how many seconds
+    to wait for another writer before IndexLockedError.
     """
-    from qa.chunking import chunk_document
     from qa.store import PassageStore
 
     t0 = time.perf_counter()
     settings = settings or Settings.from_env()
     index_dir = Path(index_dir if index_dir is not None else settings.index_dir)
     embedder = embedder or make_embedder(settings)
-    with PassageStore.open_or_create(
-        index_dir,
-        embedder=embedder.model_name,
-        dim=embedder.dim,
-        chunk_size=settings.chunk_size,
-        chunk_overlap=settings.chunk_overlap,
-    ) as store:
-        known = store.document_hashes()
-        if not docs and not known:
+    spec = {
+        "embedder": embedder.model_name,
+        "dim": embedder.dim,
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "lock_timeout": wait,
+    }
+    # The write lock is held from here to the end, so a second writer fails (or waits) at once.
+    store = _open_for_rebuild(index_dir, spec) if rebuild else PassageStore.open_or_create(index_dir, **spec)
+    try:
+        known = store.document_hashes() if store is not None else {}
+        if not docs and (rebuild or not known):
             raise EmptyCorpusError("no readable documents to index")
-        todo = [d for d in docs if known.get(d.doc_id) != text_digest(d.text)]
-        chunked = []
-        for i, doc in enumerate(todo):
-            chunks = chunk_document(
-                doc, size=settings.chunk_size, overlap=settings.chunk_overlap, count_tokens=embedder.count_tokens
-            )
-            chunked.append((doc, chunks))
-            if progress:
-                progress("chunk", i + 1, len(todo))
-        texts = [c.text for _, chunks in chunked for c in chunks]
-        on_embed = (lambda n: progress("embed", n, len(texts))) if progress else None
-        vectors = embedder.encode_passages(texts, progress=on_embed)
-        upserts, pos = [], 0
-        for doc, chunks in chunked:
-            upserts.append((doc, chunks, vectors[pos : pos + len(chunks)]))
-            pos += len(chunks)
+        todo = list(docs) if rebuild else [d for d in docs if known.get(d.doc_id) != text_digest(d.text)]
+        upserts = _embed_documents(todo, embedder, settings, progress)
+        if store is None:
+            store = PassageStore.create(index_dir, overwrite=True, **spec)
         seen = {d.doc_id for d in docs}
-        removed = []
-        if prune:
+        if rebuild:
+            removed = [d for d in store.document_hashes() if d not in seen]
+        elif prune:
             removed = [d for d in known if d not in seen and _source_gone(store.get_document(d).source)]
+        else:
+            removed = []
         if upserts or removed:
             store.apply(upserts, removed)
         stats = store.stats()
+    finally:
+        if store is not None:
+            store.close()
+    todo_ids = {d.doc_id for d in todo}
     return IndexReport(
         index_dir=str(index_dir),
         documents=stats.documents,
         passages=stats.chunks,
         added=tuple(d.doc_id for d in todo if d.doc_id not in known),
         updated=tuple(d.doc_id for d in todo if d.doc_id in known),
-        unchanged=tuple(d.doc_id for d in docs if known.get(d.doc_id) == text_digest(d.text)),
+        unchanged=tuple(d.doc_id for d in docs if d.doc_id not in todo_ids),
         removed=tuple(removed),
         skipped=(),
-        embedded_passages=len(texts),
+        embedded_passages=sum(len(chunks) for _, chunks, _ in upserts),
         seconds=time.perf_counter() - t0,
     )
+
+
+def _open_for_rebuild(index_dir: Path, spec: dict):
+    """The index open for writing when it can be rebuilt in place; None when it must be emptied first."""
+    from qa.errors import IndexCorruptError, IndexMismatchError
+    from qa.store import PassageStore
+
+    try:
+        return PassageStore.open_or_create(index_dir, **spec)
+    except (IndexMismatchError, IndexCorruptError) as exc:
+        log.info("rebuilding %s from scratch: %s", index_dir, exc)
+        return None
+
+
+def _embed_documents(docs: Sequence[Document], embedder, settings: Settings, progress: Progress | None) -> list:
+    """Chunk and embed documents: ``(document, chunks, vectors)`` for PassageStore.apply."""
+    from qa.chunking import chunk_document
+
+    chunked = []
+    for i, doc in enumerate(docs):
+        chunks = chunk_document(
+            doc, size=settings.chunk_size, overlap=settings.chunk_overlap, count_tokens=embedder.count_tokens
+        )
+        chunked.append((doc, chunks))
+        if progress:
+            progress("chunk", i + 1, len(docs))
+    texts = [c.text for _, chunks in chunked for c in chunks]
+    if not texts:
+        return []
+    on_embed = (lambda n: progress("embed", n, len(texts))) if progress else None
+    vectors = embedder.encode_passages(texts, progress=on_embed)
+    upserts, pos = [], 0
+    for doc, chunks in chunked:
+        upserts.append((doc, chunks, vectors[pos : pos + len(chunks)]))
+        pos += len(chunks)
+    return upserts
 
 
 def _source_gone(source: str) -> bool:
@@ -219,13 +283,19 @@ def _source_gone(source: str) -> bool:
     return bool(source) and not Path(source).exists()
 
 
-def remove_documents(doc_ids: Sequence[str], index_dir: str | Path | None = None) -> list[str]:
-    """Remove documents from an index; returns the ids that were there (unknown ids are ignored)."""
+def remove_documents(
+    doc_ids: Sequence[str], index_dir: str | Path | None = None, *, wait: float = 0.0
+) -> list[str]:
+    """Remove documents from an index in one atomic change; returns the ids that were there.
+
+    Unknown ids are ignored. ``wait`` is how many seconds to wait for another writer.
+    """
     from qa.store import PassageStore
 
     index_dir = Path(index_dir if index_dir is not None else Settings.from_env().index_dir)
-    with PassageStore.open_for_write(index_dir) as store:
-        present = [d for d in doc_ids if d in store.document_hashes()]
+    with PassageStore.open_for_write(index_dir, lock_timeout=wait) as store:
+        known = store.document_hashes()
+        present = [d for d in dict.fromkeys(doc_ids) if d in known]
         if present:
             store.apply([], present)
     return present
@@ -253,13 +323,9 @@ class Assistant:
         settings = (settings or Settings.from_env()).merge(**overrides)
         index_dir = Path(index_dir if index_dir is not None else settings.index_dir)
         store = PassageStore.open(index_dir)
-        saved = store.get_setting("min_score")
-        if saved is not None and "min_score" not in overrides and settings.min_score == Settings().min_score:
-            settings = replace(settings, min_score=float(saved))
-        manifest = store.manifest
-        if settings.embedder is None and manifest.embedder != settings.embedder_name:
-            settings = replace(settings, embedder=manifest.embedder)
+        settings = resolve_settings(settings, store.manifest.embedder, store.get_setting("min_score"))
         settings = replace(settings, index_dir=str(index_dir))
+        store.check_embedder(settings.embedder_name)  # before loading anything
         embedder = make_query_encoder(settings)
         store.check_embedder(embedder.model_name, embedder.dim)
         retriever = Retriever(
@@ -303,6 +369,16 @@ class Assistant:
         """Release the index."""
         if self.store is not None:
             self.store.close()
+
+
+def resolve_settings(settings: Settings, index_embedder: str, saved_min_score: float | None) -> Settings:
+    """Apply what the index knows (its embedder, a saved threshold) where the caller left the default."""
+    defaults = Settings()
+    if settings.embedder is None and index_embedder != settings.embedder_name:
+        settings = replace(settings, embedder=index_embedder)
+    if saved_min_score is not None and settings.min_score == defaults.min_score:
+        settings = replace(settings, min_score=float(saved_min_score))
+    return settings
 
 
 def check_question(question: str) -> str:

@@ -117,13 +117,14 @@ class Hit:
             "chunk_id": self.chunk.chunk_id,
             "rank": self.rank,
             "text": self.chunk.text,
+            "source": self.source,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Hit:
         """Inverse of :meth:`to_dict`."""
         chunk = Chunk(d["chunk_id"], d["doc_id"], int(d["start"]), int(d["end"]), d["text"])
-        return cls(chunk, float(d["score"]), int(d["rank"]))
+        return cls(chunk, float(d["score"]), int(d["rank"]), d.get("source", ""))
 
 
 @dataclass(frozen=True, slots=True)
