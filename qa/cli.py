@@ -238,6 +238,8 @@ def eval_(
     report: Annotated[Path | None, typer.Option(help="Write one row per question (.jsonl or .csv).")] = None,
     min_f1: Annotated[float | None, typer.Option(help="Exit 1 when F1 is below this (for CI).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
+    article: Annotated[list[str] | None, typer.Option(
+        "--article", help="SQuAD: only questions of this article title (repeat).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Score answers against a gold file: EM, F1, abstention, recall@k, MRR, latency, and why each miss failed."""
@@ -251,7 +253,7 @@ def eval_(
     if mode == "retrieval" and (sweep or min_f1 is not None):
         _error("--sweep and --min-f1 need the reader; --mode retrieval runs none")
         raise typer.Exit(2)
-    summary, used_index = _run(lambda: _eval_with_progress(gold, settings, mode, min_score, limit))
+    summary, used_index = _run(lambda: _eval_with_progress(gold, settings, mode, min_score, limit, article))
     if sweep:
         best = evaluation.best_threshold(summary.rows)
         if not as_json:
@@ -272,7 +274,7 @@ def eval_(
         raise typer.Exit(1)
 
 
-def _eval_with_progress(gold, settings, mode, threshold, limit):
+def _eval_with_progress(gold, settings, mode, threshold, limit, articles):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from qa.evaluation import evaluate_file
@@ -286,7 +288,7 @@ def _eval_with_progress(gold, settings, mode, threshold, limit):
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        return evaluate_file(gold, settings=settings, mode=mode, threshold=threshold, limit=limit,
+        return evaluate_file(gold, settings=settings, mode=mode, threshold=threshold, limit=limit, articles=articles,
                              progress=lambda d, t: update("questions", d, t), index_progress=update)
 
 
@@ -368,7 +370,8 @@ def train_reader(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from qa.training import TrainConfig, train_reader as run_training
+    from qa.training import TrainConfig
+    from qa.training import train_reader as run_training
 
     cfg = TrainConfig(
         train_files=tuple(str(p) for p in train), output_dir=str(output), base_model=base_model,
