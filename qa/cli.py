@@ -38,6 +38,10 @@ RetrieverOpt = Annotated[
 ReaderOpt = Annotated[
     str | None, typer.Option("--reader", help="Reader: a Hugging Face id or local folder. [default: the shipped one]")
 ]
+RuntimeOpt = Annotated[
+    str | None,
+    typer.Option("--runtime", help="Reader runtime: auto (int8 ONNX for a local model), onnx, or torch (fp32)."),
+]
 MinScore = Annotated[
     float | None,
     typer.Option("--min-score", min=0.0, max=1.0, help="Abstain below this answer score. [default: 0.5 or saved]"),
@@ -149,6 +153,7 @@ def ask(
     top_k: TopK = None,
     retriever: RetrieverOpt = None,
     reader: ReaderOpt = None,
+    runtime: RuntimeOpt = None,
     min_score: MinScore = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -156,7 +161,8 @@ def ask(
     from qa.pipeline import Assistant
     from qa.render import render_result
 
-    settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader)
+    settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
+                         reader_runtime=runtime)
     result = _run(lambda: Assistant.open(settings=settings).ask(question, top_k=top_k, min_score=min_score))
     if as_json:
         _print_json(result.to_dict())
@@ -231,6 +237,7 @@ def eval_(
     top_k: TopK = None,
     retriever: RetrieverOpt = None,
     reader: ReaderOpt = None,
+    runtime: RuntimeOpt = None,
     min_score: MinScore = None,
     sweep: Annotated[bool, typer.Option(help="Find the no-answer threshold that maximises F1; print the curve.")]
     = False,
@@ -246,7 +253,7 @@ def eval_(
     from qa import evaluation, render_eval
 
     settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
-                         passages_k=top_k)
+                         passages_k=top_k, reader_runtime=runtime)
     if save_threshold and not sweep:
         _error("--save-threshold needs --sweep")
         raise typer.Exit(2)
