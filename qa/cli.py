@@ -122,6 +122,21 @@ def index(
         console.print(f"Rebuilt from scratch: {report.documents} document(s), {report.passages} passage(s).")
     elif report.embedded_passages == 0 and not report.removed:
         console.print("Nothing changed: no embedding work was needed.")
+    _prepare_models(settings)
+
+
+def _prepare_models(settings) -> None:
+    """Build the ONNX models once, so the first `qa ask` is as fast as the rest; never fails the index."""
+    from qa.pipeline import models_ready, prepare_models
+
+    _quiet_libraries()
+    if models_ready(settings):
+        return
+    try:
+        with err_console.status("Preparing the models for fast answers (once)…"):
+            prepare_models(settings)
+    except QAError as exc:
+        err_console.print(f"warning: models not prepared: {exc}", markup=False, soft_wrap=True)
 
 
 def _index_with_progress(paths, settings, prune, rebuild=False, wait=0.0):

@@ -68,6 +68,16 @@ def prepare_models(settings: Settings | None = None) -> None:
     make_reader(settings).warm_up()
 
 
+def models_ready(settings: Settings) -> bool:
+    """True when the ONNX files the settings' models need are built (or none can be built)."""
+    from qa.onnx_models import cached_onnx_path, is_mean_pooling_embedder
+
+    needed = [cached_onnx_path(settings.reader_path, "reader-int8")]
+    if is_mean_pooling_embedder(settings.embedder_path):
+        needed.append(cached_onnx_path(settings.embedder_path, "embedder"))
+    return all(p is None or p.exists() for p in needed)
+
+
 def make_reader(settings: Settings):
     """The reader the settings name (the shipped one by default)."""
     from qa.reader import TransformersReader
