@@ -55,7 +55,7 @@ def chat_loop(
         k: passages handed to the reader at the start.
         read: reads one line given a prompt (input, or a prompt_toolkit session).
     """
-    console.print(f"[bold]qa chat[/bold] — ask about your documents. [dim]:help for commands, exit to leave.[/dim]")
+    console.print("[bold]qa chat[/bold] — ask about your documents. [dim]:help for commands, exit to leave.[/dim]")
     last: QAResult | None = None
     asked = 0
     while True:

@@ -173,16 +173,27 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Answer one question with the best span, its citation and the runners-up."""
-    from qa.pipeline import Assistant
+    from qa.pipeline import check_question
     from qa.render import render_result
 
     settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
                          reader_runtime=runtime)
-    result = _run(lambda: Assistant.open(settings=settings).ask(question, top_k=top_k, min_score=min_score))
+    _run(lambda: check_question(question))  # before any model loads
+    result = _run(lambda: _ask_once(settings, question, top_k, min_score))
     if as_json:
         _print_json(result.to_dict())
     else:
         console.print(render_result(result))
+
+
+def _ask_once(settings, question: str, top_k, min_score):
+    from qa.pipeline import Assistant
+
+    assistant = Assistant.open(settings=settings)
+    try:
+        return assistant.ask(question, top_k=top_k, min_score=min_score)
+    finally:
+        assistant.close()
 
 
 @app.command()

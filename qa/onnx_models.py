@@ -89,9 +89,19 @@ def _export(module, sample: dict, target: Path, outputs: list[str], *, quantize:
     return target
 
 
+def _quiet_transformers() -> None:
+    """No "Loading weights" bars or load reports on the user's terminal during a one-time export."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def _sample_inputs(model_path: str) -> dict:
     import torch
     from transformers import AutoTokenizer
+
+    _quiet_transformers()
 
     tok = AutoTokenizer.from_pretrained(model_path)
     enc = tok(["who is it?", "where"], ["a passage here.", "another one"], padding=True, return_tensors="pt")
@@ -103,6 +113,7 @@ def export_reader(model_path: str, target: Path) -> Path:
     import torch
     from transformers import AutoModelForQuestionAnswering
 
+    _quiet_transformers()
     model = AutoModelForQuestionAnswering.from_pretrained(model_path, dtype=torch.float32).eval()
 
     class _QA(torch.nn.Module):
@@ -122,6 +133,7 @@ def export_query_encoder(model_path: str, target: Path) -> Path:
     import torch
     from transformers import AutoModel
 
+    _quiet_transformers()
     model = AutoModel.from_pretrained(model_path, dtype=torch.float32).eval()
 
     class _Mean(torch.nn.Module):

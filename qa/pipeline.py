@@ -101,6 +101,7 @@ def index_status(index_dir: str | Path) -> dict:
 
     with PassageStore.open(index_dir) as store:
         info = asdict(store.stats())
+    info["documents"], info["passages"] = info.pop("documents"), info.pop("chunks")
     info["size_on_disk_mb"] = round((info.pop("sqlite_bytes") + info.pop("faiss_bytes")) / 1e6, 2)
     return info
 
