@@ -6,6 +6,8 @@ import logging
 from collections.abc import Sequence
 from fractions import Fraction
 
+import numpy as np
+
 from qa.config import RETRIEVERS
 from qa.embedding import Embedder
 from qa.errors import QuestionError
@@ -87,17 +89,33 @@ class Retriever:
             Hits with 0-based ranks. ``Hit.score`` is the cosine (dense), the negated FTS5
             bm25 (bm25) or the reciprocal-rank-fusion score (hybrid); higher is better.
         """
-        mode = self.mode if mode is None else mode
-        _check_mode(mode)
-        if k < 0:
-            raise ValueError(f"k must not be negative, got {k}")
-        if not question.strip():
-            raise QuestionError("the question is empty")
+        mode = self._check(question, k, mode)
+        if k == 0:
+            return []
+        query_vec = None if mode == "bm25" else self.embedder.encode_query(question)  # once, whatever the mode
+        return self.retrieve_vector(question, query_vec, k, mode=mode)
+
+    def retrieve_vector(
+        self, question: str, query_vec: np.ndarray | None, k: int, *, mode: str | None = None
+    ) -> list[Hit]:
+        """:meth:`retrieve` with the question's vector already computed (so it can be timed apart).
+
+        Args:
+            question: the question (BM25 and hybrid search its words).
+            query_vec: ``embedder.encode_query(question)``; may be None in bm25 mode.
+            k: how many hits to return.
+            mode: dense, bm25 or hybrid; None uses the retriever's mode.
+
+        Returns:
+            The same hits as :meth:`retrieve`.
+        """
+        mode = self._check(question, k, mode)
         if k == 0:
             return []
         if mode == "bm25":
             return _hits(self.store.search_bm25(question, k))
-        query_vec = self.embedder.encode_query(question)  # once, whatever the mode
+        if query_vec is None:
+            raise ValueError(f"{mode} retrieval needs the query vector")
         if mode == "dense":
             return _hits(self.store.search_dense(query_vec, k))
         depth = max(self.fusion_depth, k)
@@ -110,6 +128,16 @@ class Retriever:
             Hit(found[rowid].chunk, score, rank, found[rowid].source)
             for rank, (rowid, score) in enumerate(fused)
         ]
+
+    def _check(self, question: str, k: int, mode: str | None) -> str:
+        """The mode to use, after validating the arguments."""
+        mode = self.mode if mode is None else mode
+        _check_mode(mode)
+        if k < 0:
+            raise ValueError(f"k must not be negative, got {k}")
+        if not question.strip():
+            raise QuestionError("the question is empty")
+        return mode
 
 
 def _hits(results: Sequence[ScoredChunk]) -> list[Hit]:

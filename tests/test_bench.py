@@ -1,0 +1,80 @@
+"""qa bench: the benchmark runs end to end on a tiny SQuAD file (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from qa.bench import sample_questions
+from qa.cli import app
+from qa.evaluation import GoldExample
+
+TINY_SQUAD = {
+    "version": "1.1",
+    "data": [
+        {
+            "title": "Paris",
+            "paragraphs": [
+                {
+                    "context": "Paris is the capital of France. The Eiffel Tower was finished in 1889.",
+                    "qas": [
+                        {"id": "q1", "question": "What is the capital of France?",
+                         "answers": [{"text": "Paris", "answer_start": 0}]},
+                        {"id": "q2", "question": "When was the Eiffel Tower finished?",
+                         "answers": [{"text": "1889", "answer_start": 65}]},
+                    ],
+                }
+            ],
+        },
+        {
+            "title": "Berlin",
+            "paragraphs": [
+                {
+                    "context": "Berlin is the capital of Germany. The Berlin Wall fell in 1989.",
+                    "qas": [
+                        {"id": "q3", "question": "When did the Berlin Wall fall?",
+                         "answers": [{"text": "1989", "answer_start": 58}]},
+                    ],
+                }
+            ],
+        },
+    ],
+}
+
+
+def test_bench_cli_prints_table_and_writes_json(tmp_path, tiny_reader):
+    squad = tmp_path / "tiny-squad.json"
+    squad.write_text(json.dumps(TINY_SQUAD), encoding="utf-8")
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        app,
+        ["bench", str(squad), "--reader", str(tiny_reader), "--questions", "3", "--cold-runs", "1",
+         "--output", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "| measure | value |" in result.stdout
+    assert "end to end" in result.stdout
+
+    d = json.loads(out.read_text(encoding="utf-8"))
+    assert isinstance(d["machine"], str) and d["machine"]
+    assert isinstance(d["index"]["passages"], int) and d["index"]["passages"] >= 2
+    for key in ("passages_per_s", "encode_passages_per_s"):
+        assert isinstance(d["index"][key], float)
+    assert set(d["latency_ms"]) >= {"p50", "p95", "embed_p50", "search_p50", "read_p50"}
+    assert all(isinstance(v, float) for v in d["latency_ms"].values())
+    assert isinstance(d["cold_start_s"], float)
+    assert isinstance(d["peak_rss_mb"], float) and d["peak_rss_mb"] > 0
+    assert d["quality"]["n"] == 3
+    for key in ("exact_match", "f1", "recall_at_5"):
+        assert isinstance(d["quality"][key], float) and 0.0 <= d["quality"][key] <= 100.0
+    assert d["top_k"] == 5 and d["retriever"] == "hybrid"
+
+
+def test_sample_questions_is_deterministic_and_spread_over_articles():
+    examples = [GoldExample(f"{a}{i}", f"q {a}{i}?", ("x",), f"{a}/{i % 3}") for a in "abcd" for i in range(10)]
+    first = sample_questions(examples, 8, seed=1)
+    assert [e.qid for e in first] == [e.qid for e in sample_questions(examples, 8, seed=1)]
+    assert sorted(e.doc_id.split("/")[0] for e in first) == sorted("abcd" * 2)
+    assert [e.qid for e in sample_questions(examples, 5, seed=1)] == [e.qid for e in first[:5]]
+    assert len(sample_questions(examples, 100, seed=1)) == 40
