@@ -318,7 +318,8 @@ def train_reader(
     tokenizer = AutoTokenizer.from_pretrained(base)
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{base}: a fast tokenizer is needed for offset mappings")
-    model = AutoModelForQuestionAnswering.from_pretrained(base).to(cfg.device)
+    # fp32 master weights even when the base was saved in fp16 (a shipped reader, say).
+    model = AutoModelForQuestionAnswering.from_pretrained(base, dtype=torch.float32).to(cfg.device)
 
     titles = set(cfg.dev_articles)
     train_ex, _ = _collect(cfg.train_files, titles, keep=False)

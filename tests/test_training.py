@@ -1,0 +1,98 @@
+"""The reader training recipe on a handful of SQuAD examples with a tiny model (fast, offline)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from qa.cli import app
+from qa.reader import TransformersReader
+from qa.schema import Chunk, Hit
+from qa.training import TrainConfig, train_reader
+
+CONTEXTS = {
+    "Alpha": "The Alpha bridge was opened in 1932. It crosses the Red River near the old mill.",
+    "Beta": "Beta Lake lies at 1,200 metres. Its water is cold all year and trout live there.",
+}
+
+
+def squad_file(path, version: str = "v2.0"):
+    data = []
+    for title, ctx in CONTEXTS.items():
+        qas = []
+        for i, (q, a) in enumerate([("When was it opened?", "1932"), ("What river does it cross?", "Red River"),
+                                     ("How high is it?", "1,200 metres"), ("What lives there?", "trout")]):
+            if a in ctx:
+                qas.append({"id": f"{title}-{i}", "question": q,
+                            "answers": [{"text": a, "answer_start": ctx.index(a)}], "is_impossible": False})
+        qas.append({"id": f"{title}-x", "question": "Who painted it?", "answers": [], "is_impossible": True})
+        data.append({"title": title, "paragraphs": [{"context": ctx, "qas": qas}]})
+    path.write_text(json.dumps({"version": version, "data": data}), encoding="utf-8")
+    return path
+
+
+def config(tmp_path, tiny_reader, **kw) -> TrainConfig:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    base = dict(train_files=(str(squad_file(tmp_path / "train.json")),), output_dir=str(tmp_path / "out"),
+                base_model=str(tiny_reader), dev_articles=("Beta",), max_length=48, doc_stride=16, batch_size=2,
+                max_steps=3, learning_rate=1e-3, save_fp16=False, save_every=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_trains_saves_and_the_folder_answers(tmp_path, tiny_reader):
+    steps = []
+    result = train_reader(config(tmp_path, tiny_reader), progress=lambda s, n, loss: steps.append((s, n, loss)))
+    assert result.steps == 3 and [s for s, _, _ in steps] == [1, 2, 3]
+    assert result.train_questions == 3  # Alpha: two answerable + one unanswerable; Beta is held out
+    assert result.dev is not None and result.dev.n_answerable == 2 and result.dev.n_unanswerable == 1
+    saved = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert saved["config"]["dev_articles"] == ["Beta"] and saved["result"]["steps"] == 3
+    reader = TransformersReader(str(tmp_path / "out"), runtime="torch")
+    text = CONTEXTS["Alpha"]
+    hit = Hit(Chunk("a#0", "a", 0, len(text), text), 1.0, 0)
+    answers = reader.read("When was the bridge opened?", [hit], min_score=0.0)
+    assert answers and all(text[a.span.start : a.span.end] == a.text for a in answers)
+
+
+def test_same_seed_same_weights(tmp_path, tiny_reader):
+    from safetensors.numpy import load_file
+
+    a = train_reader(config(tmp_path / "a", tiny_reader, max_steps=2))
+    b = train_reader(config(tmp_path / "b", tiny_reader, max_steps=2))
+    wa = load_file(f"{a.output_dir}/model.safetensors")
+    wb = load_file(f"{b.output_dir}/model.safetensors")
+    assert all((wa[k] == wb[k]).all() for k in wa)
+
+
+def test_resume_continues_from_checkpoint(tmp_path, tiny_reader, monkeypatch):
+    import qa.training as training
+
+    cfg = config(tmp_path, tiny_reader, max_steps=4, save_every=2, dev_articles=())
+    calls = []
+    real_save = training._save_checkpoint
+
+    def save_then_crash(*args):
+        real_save(*args)
+        calls.append(args[4])
+        raise KeyboardInterrupt  # an interrupted run: the checkpoint is complete, the run is not
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_reader(cfg)
+    assert calls == [2] and (tmp_path / "out" / "checkpoint" / "trainer_state.pt").exists()
+    monkeypatch.setattr(training, "_save_checkpoint", real_save)
+    seen = []
+    resumed = config(tmp_path, tiny_reader, max_steps=4, save_every=2, dev_articles=(), resume=True)
+    result = train_reader(resumed, progress=lambda s, n, loss: seen.append(s))
+    assert seen == [3, 4] and result.steps == 4
+    assert not (tmp_path / "out" / "checkpoint").exists()  # cleaned up once the run finished
+
+
+def test_train_reader_help_documents_the_recipe():
+    result = CliRunner().invoke(app, ["train-reader", "--help"])
+    assert result.exit_code == 0
+    for word in ("--dev-article", "--max-length", "--doc-stride", "--learning-rate", "--device", "--resume"):
+        assert word in result.output
