@@ -84,7 +84,11 @@ def _export(module, sample: dict, target: Path, outputs: list[str], *, quantize:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             final = Path(tmp) / "model-int8.onnx"
-            quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8)
+            logging.disable(logging.WARNING)  # onnxruntime's advice on pre-processing goes to the root logger
+            try:
+                quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8)
+            finally:
+                logging.disable(logging.NOTSET)
         os.replace(final, target)
     return target
 
