@@ -402,9 +402,12 @@ def train_reader(
     on the --dev-article titles (held out of training) are printed and saved in training.json.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from transformers.utils import logging as hf_logging
 
     from qa.training import TrainConfig
     from qa.training import train_reader as run_training
+
+    hf_logging.disable_progress_bar()  # our own bar shows the progress
 
     cfg = TrainConfig(
         train_files=tuple(str(p) for p in train), output_dir=str(output), base_model=base_model,
