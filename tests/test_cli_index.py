@@ -160,7 +160,7 @@ def test_changed_file_has_its_passages_replaced(indexed, fake_models):
         assert "".join(c.text for c in chunks) == new_text  # one passage, the new text verbatim
         assert not [h for h in store.search_bm25("Eiffel", 10) if h.chunk.doc_id == "paris"]
         assert store.search_bm25("Louvre", 10)[0].chunk.doc_id == "paris"
-    assert status(index_dir)["chunks"] == expected_chunks(corpus)
+    assert status(index_dir)["passages"] == expected_chunks(corpus)
 
 
 def test_prune_removes_documents_whose_files_are_gone(indexed):
@@ -175,7 +175,7 @@ def test_prune_removes_documents_whose_files_are_gone(indexed):
     assert "1 removed" in pruned.stdout
     assert sorted(hashes(index_dir)) == ["berlin", "jean", "paris"]
     info = status(index_dir)
-    assert (info["documents"], info["chunks"]) == (3, expected_chunks(corpus))
+    assert (info["documents"], info["passages"]) == (3, expected_chunks(corpus))
 
 
 def test_prune_keeps_documents_indexed_from_other_folders(indexed, tmp_path):
@@ -197,7 +197,7 @@ def test_remove_command(indexed):
     assert "Removed 1 document(s): tokyo" in again.stdout
     assert error_line(again) == "error: not in the index: berlin"
     info = status(index_dir)
-    assert (info["documents"], info["chunks"]) == (2, 2)
+    assert (info["documents"], info["passages"]) == (2, 2)
     with PassageStore.open(index_dir) as store:
         store.verify()
 
@@ -209,7 +209,7 @@ def test_status_shows_counts_models_settings_size_and_times(indexed):
     corpus, index_dir = indexed
     info = status(index_dir)
     assert info["documents"] == 4
-    assert info["chunks"] == expected_chunks(corpus)
+    assert info["passages"] == expected_chunks(corpus)
     assert info["embedder"] == FAKE and info["dim"] == 64
     assert (info["chunk_size"], info["chunk_overlap"]) == (Settings().chunk_size, Settings().chunk_overlap)
     assert info["size_on_disk_mb"] > 0
@@ -217,7 +217,7 @@ def test_status_shows_counts_models_settings_size_and_times(indexed):
     assert {"settings", "versions", "generation"} <= set(info)
 
     text = cli("status", "-i", index_dir).stdout
-    for word in ("documents", "chunks", "embedder", FAKE, "chunk_size", "size_on_disk_mb", "created_at",
+    for word in ("documents", "passages", "embedder", FAKE, "chunk_size", "size_on_disk_mb", "created_at",
                  "updated_at"):
         assert word in text
 
@@ -336,7 +336,7 @@ def test_answers_follow_added_changed_and_removed_documents(indexed, tiny_reader
 
     def check(expected_docs: set[str]) -> None:
         assert set(hashes(index_dir)) == expected_docs
-        assert status(index_dir)["chunks"] == expected_chunks(corpus)
+        assert status(index_dir)["passages"] == expected_chunks(corpus)
         for question in QUESTIONS:
             cited = check_citations(ask_json(index_dir, tiny_reader, question), corpus)
             assert cited <= expected_docs
