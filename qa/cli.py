@@ -40,7 +40,9 @@ ReaderOpt = Annotated[
 ]
 RuntimeOpt = Annotated[
     str | None,
-    typer.Option("--runtime", help="Reader runtime: auto (int8 ONNX for a local model), onnx, or torch (fp32)."),
+    typer.Option(
+        "--runtime", help="Reader runtime: auto (ONNX fp32 for a local model), onnx, onnx-int8 (less exact), torch."
+    ),
 ]
 MinScore = Annotated[
     float | None,

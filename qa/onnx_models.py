@@ -112,8 +112,8 @@ def _sample_inputs(model_path: str) -> dict:
     return {k: enc[k].to(torch.long) for k in ONNX_INPUTS if k in enc}
 
 
-def export_reader(model_path: str, target: Path) -> Path:
-    """Export a question-answering model with int8 dynamic quantization of its weights."""
+def export_reader(model_path: str, target: Path, *, quantize: bool = False) -> Path:
+    """Export a question-answering model; ``quantize`` makes its weights int8 (dynamic quantization)."""
     import torch
     from transformers import AutoModelForQuestionAnswering
 
@@ -129,7 +129,7 @@ def export_reader(model_path: str, target: Path) -> Path:
             out = self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
             return out.start_logits, out.end_logits
 
-    return _export(_QA(model), _sample_inputs(model_path), target, ["start_logits", "end_logits"], quantize=True)
+    return _export(_QA(model), _sample_inputs(model_path), target, ["start_logits", "end_logits"], quantize=quantize)
 
 
 def export_query_encoder(model_path: str, target: Path) -> Path:

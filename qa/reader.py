@@ -48,7 +48,8 @@ class Reader(Protocol):
 class TransformersReader:
     """A Hugging Face extractive QA model (id or local folder), run with torch or ONNX Runtime int8.
 
-    Loads lazily on first use. ``runtime="auto"`` uses an int8 ONNX export of a local model,
+    Loads lazily on first use. ``runtime="auto"`` uses an fp32 ONNX export of a local model
+    (``"onnx-int8"``: int8 weights),
     built once into the model cache, and falls back to torch where ONNX Runtime is unavailable.
     """
 
@@ -133,13 +134,14 @@ class TransformersReader:
         """Open (exporting once if needed) the int8 ONNX session; False when it cannot be used."""
         from qa.onnx_models import cached_onnx_path, export_reader, session
 
-        target = cached_onnx_path(self.path, "reader-int8")
+        int8 = self.runtime == "onnx-int8"
+        target = cached_onnx_path(self.path, "reader-int8" if int8 else "reader")
         if target is None:
             return False
         try:
             if not target.exists():
                 log.info("exporting the reader to int8 ONNX once, into %s", target)
-                export_reader(self.path, target)
+                export_reader(self.path, target, quantize=int8)
             self._session = session(target, self.threads)
         except Exception as exc:  # noqa: BLE001 - torch still works; say why ONNX does not
             log.warning("int8 ONNX reader unavailable for %s (%s); using torch", self.path, exc)
@@ -154,9 +156,9 @@ class TransformersReader:
             if self.active_runtime is not None:
                 return
             self._load_tokenizer()
-            if self.runtime in ("auto", "onnx") and self.device == "cpu" and self._load_onnx():
-                self.active_runtime = "onnx-int8"
-            elif self.runtime == "onnx":
+            if self.runtime != "torch" and self.device == "cpu" and self._load_onnx():
+                self.active_runtime = "onnx-int8" if self.runtime == "onnx-int8" else "onnx"
+            elif self.runtime.startswith("onnx"):
                 raise ModelLoadError(f"reader {self.path!r}: the ONNX runtime was asked for but is unavailable")
             else:
                 self._load_torch()
@@ -164,7 +166,7 @@ class TransformersReader:
 
     # -- reading -------------------------------------------------------------------------------
     def _logits(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        if self.active_runtime == "onnx-int8":
+        if self.active_runtime in ("onnx", "onnx-int8"):
             start, end = self._session.run(["start_logits", "end_logits"], arrays)
             return np.asarray(start, np.float32), np.asarray(end, np.float32)
         import torch

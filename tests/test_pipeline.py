@@ -116,12 +116,12 @@ def test_reader_by_path_answers_with_valid_offsets(tmp_path, tiny_corpus, tiny_r
     build_index([tiny_corpus], index_dir, embedder=FakeEmbedder())
     store = PassageStore.open(index_dir)
     settings = Settings(reader=str(tiny_reader), retriever="bm25")
-    for runtime in ("torch", "onnx"):
+    for runtime in ("torch", "onnx", "onnx-int8"):
         reader = make_reader(Settings(reader=str(tiny_reader), reader_runtime=runtime))
         assistant = Assistant(Retriever(FakeEmbedder(), store, mode="bm25"), reader, settings, store)
         result = assistant.ask("What is the capital of France?", min_score=0.0, max_answers=5)
         assert result.answers, runtime
-        assert reader.active_runtime == ("onnx-int8" if runtime == "onnx" else "torch")
+        assert reader.active_runtime == runtime
         for a in result.answers:
             a.check(store.get_document(a.doc_id))
         spans = [(a.doc_id, a.span.start, a.span.end) for a in result.answers]
