@@ -40,6 +40,7 @@ __all__ = [
     "normalize_answer",
     "recall_at_k",
     "score_question",
+    "score_retrieval",
     "squad_corpus",
     "sweep_thresholds",
     "write_report",
@@ -47,7 +48,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MODES = ("pipeline", "reader")
+MODES = ("pipeline", "reader", "retrieval")
+#: Modes that retrieve, so recall@k and MRR are measured.
+RETRIEVING_MODES = ("pipeline", "retrieval")
 #: Cut-offs of the retrieval recall, and the depth retrieved for it (and for MRR).
 RECALL_KS = (1, 5, 20)
 RETRIEVAL_DEPTH = 20
@@ -368,14 +371,14 @@ class QuestionRow:
     doc_id: str | None
     start: int | None
     end: int | None
-    em: float
-    f1: float
+    em: float | None  # None in retrieval mode (no reader ran)
+    f1: float | None
     label: str | None
     rank: int | None  # 1-based rank of the first relevant retrieved passage; None if none (or not judged)
     retrieval_judged: bool  # whether this question counts towards recall@k / MRR
     answer_in_passages: bool  # a passage given to the reader contains a gold answer
-    answered_em: float
-    answered_f1: float
+    answered_em: float | None
+    answered_f1: float | None
     latency_ms: float
 
     @property
@@ -388,9 +391,18 @@ class QuestionRow:
         """True when the prediction is "no answer"."""
         return self.prediction == ""
 
+    @property
+    def was_read(self) -> bool:
+        """False for a retrieval-mode row: no reader ran, so EM, F1 and the label are None."""
+        return self.answered_em is not None
+
     def at(self, threshold: float) -> QuestionRow:
-        """This row re-scored as if the abstention threshold were ``threshold``."""
+        """This row re-scored as if the abstention threshold were ``threshold`` (unchanged when not read)."""
+        if self.answered_em is None or self.answered_f1 is None:
+            return self
         answered = bool(self.best_answer) and self.score is not None and self.score >= threshold
+        em: float
+        f1: float
         if answered:
             prediction, em, f1 = self.best_answer, self.answered_em, self.answered_f1
         else:
@@ -413,7 +425,7 @@ class QuestionRow:
             "gold": list(self.gold),
             "gold_doc_id": self.gold_doc_id,
             "prediction": self.prediction,
-            "abstained": self.abstained,
+            "abstained": self.abstained if self.was_read else None,
             "score": self.score,
             "best_answer": self.best_answer,
             "doc_id": self.doc_id,
@@ -483,6 +495,41 @@ def score_question(
     return row.at(threshold)
 
 
+def score_retrieval(example: GoldExample, retrieved: Sequence[Hit], *, latency_ms: float) -> QuestionRow:
+    """Score the retrieval of one gold question alone (retrieval mode): the rank, no reader output.
+
+    Args:
+        example: the gold question.
+        retrieved: the retrieved passages, best first.
+        latency_ms: wall time spent retrieving.
+
+    Returns:
+        A QuestionRow whose EM, F1 and label are None and whose prediction is empty.
+    """
+    judged = example.answerable or example.doc_id is not None
+    return QuestionRow(
+        qid=example.qid,
+        question=example.question,
+        gold=example.answers,
+        gold_doc_id=example.doc_id,
+        prediction="",
+        score=None,
+        best_answer="",
+        doc_id=None,
+        start=None,
+        end=None,
+        em=None,
+        f1=None,
+        label=None,
+        rank=first_relevant_rank(example, retrieved) if judged else None,
+        retrieval_judged=judged,
+        answer_in_passages=False,
+        answered_em=None,
+        answered_f1=None,
+        latency_ms=latency_ms,
+    )
+
+
 # --------------------------------------------------------------------------- summary
 
 
@@ -517,6 +564,12 @@ def _percent(values: Sequence[float]) -> float | None:
     return None if m is None else 100.0 * m
 
 
+def _percent_read(values: Sequence[float | None]) -> float | None:
+    """Percent mean of reader scores; None when there are none or a row was not read (retrieval mode)."""
+    read = [v for v in values if v is not None]
+    return None if len(read) < len(values) else _percent(read)
+
+
 def _percentile(values: Sequence[float], q: float) -> float | None:
     """Linear-interpolation percentile (numpy's default), ``q`` in [0, 1]."""
     if not values:
@@ -536,13 +589,14 @@ class EvalSummary:
     """The result of :func:`evaluate`: per-question rows and the metrics over them.
 
     EM, F1, accuracy and recall are percentages (0-100); MRR is 0-1. A metric over an empty
-    subset (e.g. no unanswerable questions) is None.
+    subset (e.g. no unanswerable questions) is None, and so is every reader metric (EM, F1,
+    no-answer accuracy) in retrieval mode, where no reader runs.
     """
 
     mode: str
     threshold: float
     retriever: str | None  # None in reader mode
-    passages_k: int | None  # None in reader mode
+    passages_k: int | None  # None in reader and retrieval modes (no passages go to a reader)
     gold_path: str
     gold_kind: str
     rows: tuple[QuestionRow, ...] = field(repr=False)
@@ -553,14 +607,19 @@ class EvalSummary:
         return len(self.rows)
 
     @property
+    def reads(self) -> bool:
+        """Whether the reader ran (every mode but retrieval), so EM, F1 and abstention are measured."""
+        return self.mode != "retrieval"
+
+    @property
     def exact_match(self) -> float | None:
         """Exact match over every question, in percent."""
-        return _percent([r.em for r in self.rows])
+        return _percent_read([r.em for r in self.rows])
 
     @property
     def f1(self) -> float | None:
         """Token F1 over every question, in percent."""
-        return _percent([r.f1 for r in self.rows])
+        return _percent_read([r.f1 for r in self.rows])
 
     @property
     def has_answer_n(self) -> int:
@@ -570,12 +629,12 @@ class EvalSummary:
     @property
     def has_answer_exact_match(self) -> float | None:
         """Exact match over answerable questions, in percent."""
-        return _percent([r.em for r in self.rows if r.answerable])
+        return _percent_read([r.em for r in self.rows if r.answerable])
 
     @property
     def has_answer_f1(self) -> float | None:
         """F1 over answerable questions, in percent."""
-        return _percent([r.f1 for r in self.rows if r.answerable])
+        return _percent_read([r.f1 for r in self.rows if r.answerable])
 
     @property
     def no_answer_n(self) -> int:
@@ -585,6 +644,8 @@ class EvalSummary:
     @property
     def no_answer_accuracy(self) -> float | None:
         """Share of unanswerable questions abstained on, in percent."""
+        if not self.reads:
+            return None
         return _percent([float(r.abstained) for r in self.rows if not r.answerable])
 
     @property
@@ -596,7 +657,7 @@ class EvalSummary:
     def recall_at_k(self) -> dict[int, float] | None:
         """Percent of judged questions with a relevant passage in the top k; None in reader mode."""
         ranks = [r.rank for r in self.rows if r.retrieval_judged]
-        if self.mode != "pipeline" or not ranks:
+        if self.mode not in RETRIEVING_MODES or not ranks:
             return None
         recall = {k: recall_at_k(ranks, k) for k in RECALL_KS}
         return {k: v for k, v in recall.items() if v is not None}
@@ -604,7 +665,7 @@ class EvalSummary:
     @property
     def mrr(self) -> float | None:
         """Mean reciprocal rank of the first relevant passage within the top 20 (0-1)."""
-        if self.mode != "pipeline":
+        if self.mode not in RETRIEVING_MODES:
             return None
         return mean_reciprocal_rank([r.rank for r in self.rows if r.retrieval_judged])
 
@@ -620,7 +681,12 @@ class EvalSummary:
 
     @property
     def failures(self) -> dict[str, int]:
-        """How many questions carry each failure label (every label present, zeros included)."""
+        """How many questions carry each failure label (every label present, zeros included).
+
+        Empty in retrieval mode: the labels judge the reader's answers.
+        """
+        if not self.reads:
+            return {}
         counts = dict.fromkeys(FAILURE_LABELS, 0)
         for r in self.rows:
             if r.label is not None:
@@ -641,7 +707,7 @@ class EvalSummary:
             "gold_kind": self.gold_kind,
             "retriever": self.retriever,
             "passages_k": self.passages_k,
-            "threshold": self.threshold,
+            "threshold": self.threshold if self.reads else None,
             "n": self.n,
             "exact_match": _round(self.exact_match, 2),
             "f1": _round(self.f1, 2),
@@ -651,7 +717,7 @@ class EvalSummary:
                 "f1": _round(self.has_answer_f1, 2),
             },
             "no_answer": {"n": self.no_answer_n, "accuracy": _round(self.no_answer_accuracy, 2)},
-            "retrieval_n": self.retrieval_n if self.mode == "pipeline" else 0,
+            "retrieval_n": self.retrieval_n if self.mode in RETRIEVING_MODES else 0,
             "recall_at_k": None if recall is None else {str(k): round(v, 2) for k, v in recall.items()},
             "mrr": _round(self.mrr, 4),
             "latency_ms": {"p50": _round(self.latency_p50_ms, 1), "p95": _round(self.latency_p95_ms, 1)},
@@ -696,12 +762,13 @@ def evaluate(
     MRR) and the reader reads the first ``passages_k``. In ``reader`` mode (SQuAD gold only) the reader
     is given the question's gold paragraph alone. The reader always runs with ``min_score=0`` so that
     its best span and score are known; the prediction is that span when its score is at least
-    ``threshold``, else "no answer".
+    ``threshold``, else "no answer". In ``retrieval`` mode each question retrieves 20 passages and
+    nothing is read: only recall@k, MRR and retrieval latency are measured (EM and F1 are None).
 
     Args:
-        answerer: the assistant (see :class:`Answerer`).
+        answerer: the assistant (see :class:`Answerer`); retrieval mode never calls ``read``.
         gold: the gold set from :func:`load_gold`.
-        mode: "pipeline" or "reader".
+        mode: "pipeline", "reader" or "retrieval".
         threshold: abstention threshold in [0, 1]; None means ``answerer.settings.min_score``.
         progress: called as ``progress(done, total)`` after each question.
         limit: evaluate only the first ``limit`` questions.
@@ -724,6 +791,12 @@ def evaluate(
     rows: list[QuestionRow] = []
     for i, ex in enumerate(examples):
         t0 = time.perf_counter()
+        if mode == "retrieval":
+            found = tuple(answerer.retrieve(ex.question, k=RETRIEVAL_DEPTH))
+            rows.append(score_retrieval(ex, found, latency_ms=(time.perf_counter() - t0) * 1000.0))
+            if progress is not None:
+                progress(i + 1, len(examples))
+            continue
         if mode == "pipeline":
             retrieved: Sequence[Hit] | None = tuple(answerer.retrieve(ex.question, k=depth))
             given: Sequence[Hit] = retrieved[: settings.passages_k]
@@ -742,7 +815,7 @@ def evaluate(
     return EvalSummary(
         mode=mode,
         threshold=thr,
-        retriever=settings.retriever if mode == "pipeline" else None,
+        retriever=settings.retriever if mode in RETRIEVING_MODES else None,
         passages_k=settings.passages_k if mode == "pipeline" else None,
         gold_path=gold.path,
         gold_kind=gold.kind,
@@ -765,14 +838,19 @@ def sweep_thresholds(rows: Sequence[QuestionRow]) -> list[tuple[float, float, fl
     Returns:
         ``(threshold, EM, F1, no-answer accuracy)`` per candidate, by ascending threshold; EM, F1 and
         accuracy are percentages, accuracy is None when no question is unanswerable.
+
+    Raises:
+        QAError: a row has no reader output (retrieval mode).
     """
+    if not all(r.was_read for r in rows):
+        raise QAError("the threshold sweep needs the reader's answers; retrieval mode runs no reader")
     candidates = {0.0, 1.0} | {r.score for r in rows if r.score is not None}
     curve = []
     for t in sorted(candidates):
         scored = [r.at(t) for r in rows]
         n = max(1, len(scored))
-        em = 100.0 * sum(r.em for r in scored) / n
-        f1 = 100.0 * sum(r.f1 for r in scored) / n
+        em = 100.0 * sum(r.em or 0.0 for r in scored) / n  # never None: every row was read
+        f1 = 100.0 * sum(r.f1 or 0.0 for r in scored) / n
         acc = _percent([float(r.abstained) for r in scored if not r.answerable])
         curve.append((t, em, f1, acc))
     return curve
@@ -851,13 +929,17 @@ def write_report(summary: EvalSummary, path: str | Path) -> Path:
 
 
 def squad_index_dir(gold_path: str | Path, settings: Settings) -> Path:
-    """Cache folder of the index built from a SQuAD file's paragraphs, keyed by file and settings."""
+    """Cache folder of the index built from a SQuAD file's paragraphs, keyed by file, settings and
+    index format (a new format builds a new cache instead of refusing the old one)."""
     import hashlib
 
     from qa.config import model_cache_dir
+    from qa.store import FORMAT_VERSION
 
     h = hashlib.sha256(Path(gold_path).read_bytes())
     h.update(f"{settings.embedder_name}|{settings.chunk_size}|{settings.chunk_overlap}".encode())
+    if FORMAT_VERSION != 1:  # version-1 caches keep their folder name
+        h.update(f"|format{FORMAT_VERSION}".encode())
     return model_cache_dir().parent / "eval-index" / h.hexdigest()[:16]
 
 
@@ -875,7 +957,8 @@ def evaluate_file(
 
     A JSONL gold file is asked against ``settings.index_dir``. A SQuAD file's paragraphs are
     indexed once into a cache folder (a second run embeds nothing); in ``reader`` mode the
-    reader reads each question's gold paragraph and no index is used.
+    reader reads each question's gold paragraph and no index is used. ``retrieval`` mode uses
+    the index as ``pipeline`` mode does but never loads or runs the reader.
     """
     from qa.pipeline import Assistant, index_documents, make_reader
 

@@ -42,12 +42,15 @@ def summary_table(summary: EvalSummary) -> Table:
     table.add_row(
         "questions", str(summary.n), f"{summary.has_answer_n} answerable, {summary.no_answer_n} not"
     )
-    table.add_row("exact match", _pct(summary.exact_match), "% (SQuAD normalisation)")
-    table.add_row("F1", _pct(summary.f1), "% token overlap")
-    table.add_row(
-        "answerable", f"{_pct(summary.has_answer_exact_match)} / {_pct(summary.has_answer_f1)}", "EM / F1 %"
-    )
-    table.add_row("unanswerable", _pct(summary.no_answer_accuracy), "% abstained on")
+    if summary.reads:
+        table.add_row("exact match", _pct(summary.exact_match), "% (SQuAD normalisation)")
+        table.add_row("F1", _pct(summary.f1), "% token overlap")
+        table.add_row(
+            "answerable", f"{_pct(summary.has_answer_exact_match)} / {_pct(summary.has_answer_f1)}", "EM / F1 %"
+        )
+        table.add_row("unanswerable", _pct(summary.no_answer_accuracy), "% abstained on")
+    else:
+        table.add_row("exact match / F1", _NONE, "not measured: retrieval mode runs no reader")
     recall = summary.recall_at_k
     if recall is not None:
         table.add_section()
@@ -58,14 +61,18 @@ def summary_table(summary: EvalSummary) -> Table:
     table.add_section()
     table.add_row("latency p50", _ms(summary.latency_p50_ms), "per question")
     table.add_row("latency p95", _ms(summary.latency_p95_ms), "per question")
-    table.add_section()
-    for label, count in summary.failures.items():
+    failures = summary.failures
+    if failures:
+        table.add_section()
+    for label, count in failures.items():
         style = "red" if count else ""
         table.add_row(label.replace("_", " "), f"[{style}]{count}[/]" if style else str(count), "")
     table.add_section()
-    table.add_row("threshold", f"{summary.threshold:.3f}", "abstain below this answer score")
+    if summary.reads:
+        table.add_row("threshold", f"{summary.threshold:.3f}", "abstain below this answer score")
     if summary.retriever is not None:
-        table.add_row("retriever", escape(summary.retriever), f"{summary.passages_k} passages to the reader")
+        note = "no reader" if summary.passages_k is None else f"{summary.passages_k} passages to the reader"
+        table.add_row("retriever", escape(summary.retriever), note)
     return table
 
 

@@ -63,7 +63,7 @@ class Retriever:
         *,
         mode: str = "hybrid",
         fusion_depth: int = 50,
-        rrf_k: int = 60,
+        rrf_k: int = 5,
     ) -> None:
         """Args: mode is dense, bm25 or hybrid; fusion_depth and rrf_k tune hybrid fusion."""
         _check_mode(mode)

@@ -615,6 +615,113 @@ def test_reader_mode_on_a_tiny_squad_file(tmp_path: Path) -> None:
     assert d["gold_kind"] == "squad"
 
 
+# --------------------------------------------------------------------------- retrieval mode
+
+
+class NoReadAnswerer(FakeAnswerer):
+    """A FakeAnswerer whose reader must never be called."""
+
+    def read(self, question, hits, *, top_k=None, min_score=None):  # type: ignore[override]
+        raise AssertionError("retrieval mode must not call read")
+
+
+RANK_GOLD = gold_set(
+    GoldExample("q1", "a", ("1889",), "paris"),  # relevant at rank 1
+    GoldExample("q2", "b", ("Paris",), "paris"),  # 'Paris' in jean (wrong doc) first; paris at 3
+    GoldExample("q3", "c", ("Rome",), "rome"),  # never retrieved
+    GoldExample("q4", "d", ()),  # unanswerable, no doc_id: not judged
+    GoldExample("q5", "e", ("Germany",)),  # no doc_id: judged by answer text (rank 2)
+)
+RANK_RETRIEVED = {
+    "a": ["paris"],
+    "b": ["jean", "berlin", "paris"],
+    "c": ["paris"],
+    "d": ["rome"],
+    "e": ["paris", "berlin"],
+}
+
+
+def test_retrieval_mode_ranks_without_reading() -> None:
+    answerer = NoReadAnswerer(RANK_RETRIEVED, {}, Settings(passages_k=2, retriever="bm25"))
+    done: list[tuple[int, int]] = []
+    summary = evaluate(answerer, RANK_GOLD, mode="retrieval", progress=lambda i, n: done.append((i, n)))
+    assert {k for _, k in answerer.retrieve_calls} == {20}  # 20 passages, whatever passages_k is
+    assert answerer.read_calls == [] and done == [(i, 5) for i in range(1, 6)]
+    assert [r.rank for r in summary.rows] == [1, 3, None, None, 2]
+    assert summary.retrieval_n == 4
+    assert summary.recall_at_k == pytest.approx({1: 25.0, 5: 75.0, 20: 75.0})
+    assert summary.mrr == pytest.approx((1 + 1 / 3 + 0 + 1 / 2) / 4)
+    # the same ranks as pipeline mode on the same retrieval
+    pipeline = evaluate(FakeAnswerer(RANK_RETRIEVED, {}), RANK_GOLD)
+    assert [r.rank for r in pipeline.rows] == [r.rank for r in summary.rows]
+    assert pipeline.recall_at_k == summary.recall_at_k and pipeline.mrr == summary.mrr
+    # no reader ran: every reader metric is None, not 0
+    assert summary.exact_match is None and summary.f1 is None
+    assert summary.has_answer_exact_match is None and summary.has_answer_f1 is None
+    assert summary.no_answer_accuracy is None and summary.failures == {}
+    assert all(r.em is None and r.f1 is None and r.label is None and not r.was_read for r in summary.rows)
+    assert summary.latency_p50_ms is not None and summary.latency_p50_ms >= 0
+    d = summary.to_dict(rows=True)
+    assert d["mode"] == "retrieval" and d["retriever"] == "bm25" and d["passages_k"] is None
+    assert d["exact_match"] is None and d["f1"] is None and d["threshold"] is None
+    assert d["has_answer"]["f1"] is None and d["no_answer"]["accuracy"] is None
+    assert d["recall_at_k"] == {"1": 25.0, "5": 75.0, "20": 75.0} and d["retrieval_n"] == 4
+    assert d["rows"][0]["em"] is None and d["rows"][0]["abstained"] is None and d["rows"][0]["rank"] == 1
+    json.dumps(d)
+
+
+def test_retrieval_mode_rows_cannot_be_swept_and_ignore_thresholds() -> None:
+    summary = evaluate(NoReadAnswerer(RANK_RETRIEVED, {}), RANK_GOLD, mode="retrieval")
+    assert summary.with_threshold(0.9).rows == summary.rows
+    with pytest.raises(QAError, match="retrieval mode runs no reader"):
+        sweep_thresholds(summary.rows)
+    with pytest.raises(QAError, match="retrieval mode runs no reader"):
+        best_threshold(summary.rows)
+
+
+def test_retrieval_mode_reports_and_tables(tmp_path: Path) -> None:
+    summary = evaluate(NoReadAnswerer(RANK_RETRIEVED, {}), RANK_GOLD, mode="retrieval")
+    lines = write_report(summary, tmp_path / "r.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["rank"] for line in lines] == [1, 3, None, None, 2]
+    with write_report(summary, tmp_path / "r.csv").open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[0]["em"] == "" and rows[0]["f1"] == "" and rows[0]["rank"] == "1"
+    console = Console(record=True, width=200)
+    console.print(summary_table(summary))
+    console.print(failures_table(summary.rows))
+    text = console.export_text()
+    assert "retrieval mode" in text and "recall@5" in text and "MRR" in text and "no reader" in text
+    assert "threshold" not in text and "reader miss" not in text
+
+
+def test_cli_eval_retrieval_mode_prints_none_metrics(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    import qa.evaluation
+    from qa.cli import app
+
+    summary = evaluate(NoReadAnswerer(RANK_RETRIEVED, {}), RANK_GOLD, mode="retrieval")
+    seen: list[str] = []
+
+    def fake_evaluate_file(gold_path, *, settings, mode, **kwargs):
+        seen.append(mode)
+        return summary, None
+
+    monkeypatch.setattr(qa.evaluation, "evaluate_file", fake_evaluate_file)
+    gold = write_lines(tmp_path / "g.jsonl", good_line())
+    runner = CliRunner()
+    result = runner.invoke(app, ["eval", str(gold), "--mode", "retrieval", "--json"])
+    assert result.exit_code == 0, result.output
+    d = json.loads(result.stdout)
+    assert d["f1"] is None and d["recall_at_k"]["5"] == 75.0 and seen == ["retrieval"]
+    result = runner.invoke(app, ["eval", str(gold), "--mode", "retrieval"])
+    assert result.exit_code == 0, result.output
+    assert "recall@20" in result.stdout
+    for extra in (["--sweep"], ["--min-f1", "50"]):
+        result = runner.invoke(app, ["eval", str(gold), "--mode", "retrieval", *extra])
+        assert result.exit_code == 2 and "retrieval runs none" in result.output
+
+
 # --------------------------------------------------------------------------- rendering
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qa.config import Settings
 from qa.errors import QuestionError
 from qa.retriever import Retriever, reciprocal_rank_fusion
 from qa.schema import Chunk, Document
@@ -159,7 +160,8 @@ def test_hits_carry_scores_ranks_and_sources(store, embedder):
     assert bm25[0].chunk.doc_id == "paris" and bm25[0].score > 0
     hybrid = r.retrieve(q, 3, mode="hybrid")
     assert hybrid[0].chunk.doc_id == "paris"
-    assert hybrid[0].score == pytest.approx(1 / 61 + 1 / 61)  # first in both lists
+    assert hybrid[0].score == pytest.approx(2 / (r.rrf_k + 1))  # first in both lists
+    assert r.rrf_k == Settings().rrf_k and r.fusion_depth == Settings().fusion_depth  # one home of defaults
     assert [h.score for h in hybrid] == sorted((h.score for h in hybrid), reverse=True)
     assert r.retrieve(q, 0) == []
     assert len(r.retrieve(q, 100, mode="hybrid")) == len(DOCS)
@@ -195,6 +197,9 @@ def test_question_is_embedded_once(store, embedder):
         "中国的首都是哪里？",
         "AND OR NOT",
         "what's up? (really) -- yes",
+        "to be or not to be",  # nothing but stop words
+        "the",
+        'unbalanced "quote',
     ],
 )
 @pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
@@ -216,3 +221,28 @@ def test_bad_arguments(store, embedder):
         r.retrieve("   ", 3)
     with pytest.raises(ValueError):
         Retriever(embedder, store, fusion_depth=0)
+
+
+def test_bm25_follows_the_index_through_add_reindex_and_remove(tmp_path, embedder):
+    from qa.config import Settings
+    from qa.pipeline import index_documents, remove_documents
+
+    settings = Settings(chunk_size=64, chunk_overlap=0)
+    index_dir = tmp_path / "idx"
+    docs = [Document(d, t) for d, t in DOCS.items()]
+
+    def found(question: str, mode: str = "bm25") -> list[str]:
+        with PassageStore.open(index_dir) as s:
+            s.verify()  # FTS rows in step with chunk rows and vectors
+            return ranks(Retriever(embedder, s).retrieve(question, 3, mode=mode))
+
+    index_documents(docs, index_dir, settings=settings, embedder=embedder)
+    assert found("quokka") == []
+    index_documents([*docs, Document("new", "A quokka smiled at Rottnest.")], index_dir, settings=settings,
+                    embedder=embedder)
+    assert found("quokka")[0] == "new" and found("quokka", "hybrid")[0] == "new"
+    index_documents([*docs, Document("new", "A numbat dug near Perth.")], index_dir, settings=settings,
+                    embedder=embedder)
+    assert found("quokka") == [] and found("numbat") == ["new"]
+    remove_documents(["new"], index_dir)
+    assert found("numbat") == [] and "new" not in found("numbat", "hybrid")
