@@ -952,17 +952,21 @@ def evaluate_file(
     progress: Callable[[int, int], None] | None = None,
     index_progress: Callable[[str, int, int], None] | None = None,
     limit: int | None = None,
+    articles: Sequence[str] | None = None,
 ) -> tuple[EvalSummary, Path | None]:
     """Evaluate a gold file end to end; returns the summary and the index it ran against.
 
     A JSONL gold file is asked against ``settings.index_dir``. A SQuAD file's paragraphs are
     indexed once into a cache folder (a second run embeds nothing); in ``reader`` mode the
     reader reads each question's gold paragraph and no index is used. ``retrieval`` mode uses
-    the index as ``pipeline`` mode does but never loads or runs the reader.
+    the index as ``pipeline`` mode does but never loads or runs the reader. ``articles`` keeps
+    only the questions of those SQuAD article titles (the corpus stays whole).
     """
     from qa.pipeline import Assistant, index_documents, make_reader
 
     gold = load_gold(gold_path)
+    if articles:
+        gold = select_articles(gold, articles)
     if mode == "reader":
         if gold.kind != "squad":
             raise QAError(f"{gold_path}: --mode reader needs a SQuAD file (its paragraphs are the gold passages)")
@@ -978,6 +982,20 @@ def evaluate_file(
     finally:
         assistant.close()
     return summary, index_dir
+
+
+def select_articles(gold: GoldSet, titles: Sequence[str]) -> GoldSet:
+    """Only the questions of the given SQuAD article titles; an unknown title is an error."""
+    if gold.kind != "squad":
+        raise QAError(f"{gold.path}: --article needs a SQuAD file")
+    known = {d.title for d in gold.documents}
+    missing = [t for t in titles if t not in known]
+    if missing:
+        raise QAError(f"{gold.path}: no article titled {', '.join(map(repr, missing))}")
+    wanted = set(titles)
+    by_doc = {d.doc_id: d.title for d in gold.documents}
+    examples = tuple(e for e in gold.examples if by_doc.get(e.doc_id or "") in wanted)
+    return replace(gold, examples=examples)
 
 
 def save_threshold(index_dir: str | Path, threshold: float) -> None:

@@ -1,0 +1,77 @@
+"""Reader alone: median ms for one question over 5 windows of 256 tokens (question + passage), per runtime.
+
+    python eval/bench_reader.py [--reader DIR] [--runs 30] [--passages 5] [--tokens 256]
+
+Prints a Markdown table with the machine. Passages are real text (the seed article, repeated and cut
+to exactly TOKENS tokens of the reader's tokenizer), so every window is full length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+from qa.config import Settings
+from qa.pipeline import make_reader
+from qa.schema import Chunk, Hit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def passages(reader, question: str, n: int, tokens: int) -> list[Hit]:
+    text = (ROOT / "seeds" / "isis-k-moscow-attack.txt").read_text(encoding="utf-8")
+    words = (text + " ") * 4
+    reader.warm_up()
+    enc = reader._question_tok.encode(words, add_special_tokens=False)
+    tokens -= len(reader._question_tok.encode(question, add_special_tokens=False).ids) + 3  # [CLS] q [SEP] p [SEP]
+    hits = []
+    for i in range(n):
+        start_tok = (i * 37) % max(1, len(enc.offsets) - tokens)
+        s, e = enc.offsets[start_tok][0], enc.offsets[start_tok + tokens - 1][1]
+        body = words[s:e]
+        hits.append(Hit(Chunk(f"bench#{i}", "bench", 0, len(body), body), 1.0, i))
+    return hits
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reader", default=None, help="reader folder (default: the shipped one)")
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--passages", type=int, default=5)
+    ap.add_argument("--tokens", type=int, default=256, help="window length in reader tokens (question + passage)")
+    args = ap.parse_args()
+    question = "When was ISIS-K formed and where is it active?"
+    print(f"**Machine:** {cpu_model()}, {os.cpu_count()} cores; one question, {args.passages} passages of "
+          f"{args.tokens}-token windows, median of {args.runs} runs after 3 warm-up runs\n")
+    print("| runtime | median ms | p90 ms |\n|---|---|---|")
+    for runtime in ("torch", "onnx", "onnx-int8"):
+        reader = make_reader(Settings(reader=args.reader, reader_runtime=runtime, reader_max_length=args.tokens))
+        hits = passages(reader, question, args.passages, args.tokens)
+        for _ in range(3):
+            reader.read(question, hits, min_score=0.0)
+        times = []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            reader.read(question, hits, min_score=0.0)
+            times.append((time.perf_counter() - t0) * 1000)
+        times.sort()
+        p90 = times[int(0.9 * (len(times) - 1))]
+        print(f"| {reader.active_runtime} | {statistics.median(times):.1f} | {p90:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
