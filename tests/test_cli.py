@@ -147,3 +147,20 @@ def test_seed_question_end_to_end_cli(seed_index):
     assert not data["abstained"] and data["answers"][0]["text"] == "2015"
     result = runner.invoke(app, ["ask", "Who won the 2024 Eurovision Song Contest?", "--index-dir", str(seed_index)])
     assert result.exit_code == 0 and "No answer found in the documents" in result.stdout
+
+
+def test_eval_sweep_saves_threshold_for_ask(tmp_path, tiny_reader):
+    from qa.store import PassageStore
+
+    index_dir = tmp_path / "index"
+    assert runner.invoke(app, ["index", str(SEEDS), "--index-dir", str(index_dir)]).exit_code == 0
+    result = runner.invoke(
+        app,
+        ["eval", str(REPO / "eval" / "gold.jsonl"), "--index-dir", str(index_dir), "--reader", str(tiny_reader),
+         "--sweep", "--save-threshold"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "saved min_score=" in result.stderr
+    with PassageStore.open(index_dir) as store:
+        saved = store.get_setting("min_score")
+    assert saved is not None and 0.0 <= saved <= 1.0

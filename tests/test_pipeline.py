@@ -6,6 +6,9 @@ import json
 
 import pytest
 from conftest import SEEDS, TINY_DOCS, FakeEmbedder, FakeReader
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from qa import Assistant, Settings, build_index
 from qa.config import SHIPPED_READER_DIR
@@ -146,3 +149,36 @@ def test_seed_article_end_to_end_api(seed_index):
     doc_text = (SEEDS / "isis-k-moscow-attack.txt").read_text(encoding="utf-8")
     assert doc_text[result.best.span.start : result.best.span.end] == "2015"
     assert assistant.ask("Who won the 2024 Eurovision Song Contest?").abstained
+
+
+_PIECES = st.sampled_from(["abc", "defg", "Hij", " ", "  ", ".", ". ", "?", ",", "\n", "\r\n", "\n\n", "\t",
+                           "é", "ß", "Ж", "ش", "中", "😀", "Moscow", "2015", "x" * 300])
+_TEXT = st.lists(_PIECES, min_size=1, max_size=120).map("".join)
+
+
+@given(text=_TEXT)
+@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_property_answers_slice_back_out_of_any_document(tiny_reader, text):
+    """Whatever the document (Unicode, CRLF, one long sentence), every answer cites exact offsets."""
+    from qa.chunking import chunk_document
+    from qa.schema import Document, Hit
+
+    doc = Document("gen", text)
+    chunks = chunk_document(doc, size=40, overlap=8, count_tokens=FakeEmbedder().count_tokens)
+    reader = _property_reader(tiny_reader)
+    hits = [Hit(c, 1.0, i) for i, c in enumerate(chunks)]
+    for a in reader.read("What is it?", hits, max_answers=5, min_score=0.0):
+        a.check(doc)
+        assert text[a.span.start : a.span.end] == a.text
+
+
+_READERS: dict = {}
+
+
+def _property_reader(path):
+    from qa.pipeline import make_reader
+
+    if path not in _READERS:
+        _READERS[path] = make_reader(Settings(reader=str(path), reader_runtime="torch", reader_max_length=64,
+                                              reader_stride=16))
+    return _READERS[path]
