@@ -142,25 +142,14 @@ def _prepare_models(settings) -> None:
 
 
 def _index_with_progress(paths, settings, prune, rebuild=False, wait=0.0):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from qa.pipeline import build_index
 
-    columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        tasks: dict[str, Any] = {}
+    def on_skip(err) -> None:
+        err_console.print(f"skipped {err}", style="yellow", markup=False, highlight=False, soft_wrap=True)
 
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        def on_skip(err) -> None:
-            bar.console.print(f"skipped {err}", style="yellow", markup=False, highlight=False, soft_wrap=True)
-
-        return build_index(
-            paths, settings=settings, prune=prune, rebuild=rebuild, wait=wait, progress=progress, on_skip=on_skip
-        )
+    return _with_progress(lambda update: build_index(
+        paths, settings=settings, prune=prune, rebuild=rebuild, wait=wait, progress=update, on_skip=on_skip
+    ))
 
 
 @app.command()
@@ -310,21 +299,12 @@ def eval_(
 
 
 def _eval_with_progress(gold, settings, mode, threshold, limit, articles):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from qa.evaluation import evaluate_file
 
-    columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        return evaluate_file(gold, settings=settings, mode=mode, threshold=threshold, limit=limit, articles=articles,
-                             progress=lambda d, t: update("questions", d, t), index_progress=update)
+    return _with_progress(lambda update: evaluate_file(
+        gold, settings=settings, mode=mode, threshold=threshold, limit=limit, articles=articles,
+        progress=lambda d, t: update("questions", d, t), index_progress=update,
+    ))
 
 
 @app.command()
