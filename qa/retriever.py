@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
-from fractions import Fraction
 
 import numpy as np
 
@@ -25,7 +25,8 @@ def reciprocal_rank_fusion(
     r is the id's 1-based rank in a list (as in Cormack et al.); an id repeated within one list
     counts at its first rank. Ties are broken
     by the best rank the id has in any list, then by the id, so the result never depends on
-    dict order or float rounding (sums are compared exactly).
+    dict order or float rounding (sums are compared exactly, as integer multiples of 1 / lcm of
+    the denominators: the same order as fractions at a fraction of their cost).
 
     Args:
         ranked_lists: ids, best first, one list per retriever.
@@ -39,7 +40,9 @@ def reciprocal_rank_fusion(
         raise ValueError(f"k must not be negative, got {k}")
     if rrf_k < 0:
         raise ValueError(f"rrf_k must not be negative, got {rrf_k}")
-    exact: dict[int, Fraction] = {}
+    longest = max((len(r) for r in ranked_lists), default=0)
+    scale = math.lcm(*range(rrf_k + 1, rrf_k + longest + 1)) if longest else 1
+    exact: dict[int, int] = {}  # sum of scale / (rrf_k + r), an integer because scale is a common multiple
     best_rank: dict[int, int] = {}
     for ranking in ranked_lists:
         seen: set[int] = set()
@@ -47,10 +50,10 @@ def reciprocal_rank_fusion(
             if item in seen:
                 continue
             seen.add(item)
-            exact[item] = exact.get(item, Fraction(0)) + Fraction(1, rrf_k + rank + 1)
+            exact[item] = exact.get(item, 0) + scale // (rrf_k + rank + 1)
             best_rank[item] = min(best_rank.get(item, rank), rank)
     order = sorted(exact, key=lambda i: (-exact[i], best_rank[i], i))
-    return [(i, float(exact[i])) for i in order[:k]]
+    return [(i, exact[i] / scale) for i in order[:k]]
 
 
 class Retriever:

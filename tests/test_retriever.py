@@ -246,3 +246,28 @@ def test_bm25_follows_the_index_through_add_reindex_and_remove(tmp_path, embedde
     assert found("quokka") == [] and found("numbat") == ["new"]
     remove_documents(["new"], index_dir)
     assert found("numbat") == [] and "new" not in found("numbat", "hybrid")
+
+
+def test_rrf_matches_exact_fractions_on_random_lists():
+    import random
+    from fractions import Fraction
+
+    def reference(lists, k, rrf_k):
+        exact, best = {}, {}
+        for ranking in lists:
+            seen = set()
+            for rank, item in enumerate(ranking):
+                if item not in seen:
+                    seen.add(item)
+                    exact[item] = exact.get(item, Fraction(0)) + Fraction(1, rrf_k + rank + 1)
+                    best[item] = min(best.get(item, rank), rank)
+        order = sorted(exact, key=lambda i: (-exact[i], best[i], i))
+        return [(i, float(exact[i])) for i in order[:k]]
+
+    rng = random.Random(7)
+    for _ in range(200):
+        rrf_k = rng.choice([0, 1, 5, 60])
+        lists = [[rng.randrange(40) for _ in range(rng.randrange(0, 60))] for _ in range(rng.randrange(1, 4))]
+        assert reciprocal_rank_fusion(lists, 25, rrf_k) == reference(lists, 25, rrf_k)
+    deep = [list(range(300)), list(range(299, -1, -1))]  # BEIR depth: a long common multiple, still exact
+    assert reciprocal_rank_fusion(deep, 10, 5) == reference(deep, 10, 5)
