@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from qa.config import Settings
-from qa.pipeline import make_reader
+from qa.factory import make_reader
 from qa.schema import Chunk, Hit
 
 ROOT = Path(__file__).resolve().parents[1]

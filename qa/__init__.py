@@ -26,8 +26,8 @@ __all__ = [
 
 _LAZY = {
     "Assistant": "qa.pipeline",
-    "build_index": "qa.pipeline",
-    "remove_documents": "qa.pipeline",
+    "build_index": "qa.indexing",
+    "remove_documents": "qa.indexing",
     "evaluate": "qa.evaluation",
     "Settings": "qa.config",
     "QAError": "qa.errors",
@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from qa.config import Settings
     from qa.errors import QAError
     from qa.evaluation import evaluate
-    from qa.pipeline import Assistant, build_index, remove_documents
+    from qa.indexing import build_index, remove_documents
+    from qa.pipeline import Assistant
     from qa.schema import Answer, Chunk, Document, Hit, QAResult, Span
 
 

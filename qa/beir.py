@@ -317,9 +317,9 @@ def index_beir(
     """Index the corpus into its cache folder (:func:`beir_index_dir`); a second call embeds nothing.
 
     Returns:
-        The IndexReport of :func:`qa.pipeline.index_documents`.
+        The IndexReport of :func:`qa.indexing.index_documents`.
     """
-    from qa.pipeline import index_documents
+    from qa.indexing import index_documents
 
     index_dir = beir_index_dir(dataset, settings, cache_root)
     return index_documents(dataset.documents, index_dir, settings=settings, progress=progress, embedder=embedder)
@@ -355,7 +355,7 @@ def evaluate_beir(
     Returns:
         One BeirResult per retriever, in the order given; metrics are means over the queries, 0-1.
     """
-    from qa.pipeline import make_query_encoder
+    from qa.factory import make_query_encoder
     from qa.retriever import Retriever
     from qa.store import PassageStore
 

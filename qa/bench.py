@@ -309,7 +309,7 @@ def run_bench(
 
     1. Indexing: after indexing a few documents into a throwaway index (model loading, imports),
        the whole corpus is indexed into a fresh temporary index with
-       :func:`qa.pipeline.index_documents`, then the same passage texts are encoded with a bare
+       :func:`qa.indexing.index_documents`, then the same passage texts are encoded with a bare
        ``SentenceTransformer.encode`` (same batch size, normalised): the ceiling for indexing.
     2. Questions: ``questions`` of them, sampled with ``seed`` evenly over articles. After
        :data:`WARMUP_QUESTIONS` untimed ones, each is answered end to end with ``Assistant.ask``,
@@ -336,7 +336,9 @@ def run_bench(
         QAError: the file is not SQuAD, a model cannot be loaded, or a `qa` process fails.
     """
     from qa.evaluation import EvalSummary, recall_at_k, score_question, squad_corpus
-    from qa.pipeline import Assistant, index_documents, make_embedder
+    from qa.factory import make_embedder
+    from qa.indexing import index_documents
+    from qa.pipeline import Assistant
     from qa.store import PassageStore
 
     if questions < 1:

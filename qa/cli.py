@@ -129,7 +129,7 @@ def index(
 
 def _prepare_models(settings) -> None:
     """Build the ONNX models once, so the first `qa ask` is as fast as the rest; never fails the index."""
-    from qa.pipeline import models_ready, prepare_models
+    from qa.factory import models_ready, prepare_models
 
     _quiet_libraries()
     if models_ready(settings):
@@ -142,7 +142,7 @@ def _prepare_models(settings) -> None:
 
 
 def _index_with_progress(paths, settings, prune, rebuild=False, wait=0.0):
-    from qa.pipeline import build_index
+    from qa.indexing import build_index
 
     def on_skip(err) -> None:
         err_console.print(f"skipped {err}", style="yellow", markup=False, highlight=False, soft_wrap=True)
@@ -213,7 +213,7 @@ def chat(
 @app.command()
 def status(index_dir: IndexDir = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show what the index holds: documents, passages, models, settings, size, build time."""
-    from qa.pipeline import index_status
+    from qa.indexing import index_status
     from qa.render import render_status
 
     settings = _settings(index_dir=str(index_dir) if index_dir else None)
@@ -231,7 +231,7 @@ def remove(
     wait: Annotated[float, typer.Option(min=0.0, help="Seconds to wait for a running `qa index` to finish.")] = 0.0,
 ) -> None:
     """Remove documents from the index (exit 1 if one of them is not there)."""
-    from qa.pipeline import remove_documents
+    from qa.indexing import remove_documents
 
     settings = _settings(index_dir=str(index_dir) if index_dir else None)
     removed = _run(lambda: remove_documents(doc_ids, settings.index_dir, wait=wait))

@@ -962,7 +962,9 @@ def evaluate_file(
     the index as ``pipeline`` mode does but never loads or runs the reader. ``articles`` keeps
     only the questions of those SQuAD article titles (the corpus stays whole).
     """
-    from qa.pipeline import Assistant, index_documents, make_reader
+    from qa.factory import make_reader
+    from qa.indexing import index_documents
+    from qa.pipeline import Assistant
 
     gold = load_gold(gold_path)
     if articles:

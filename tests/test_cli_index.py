@@ -1,7 +1,7 @@
 """`qa index`, `qa remove` and `qa status` through the CLI: incremental runs, --prune, --rebuild, --wait, answers
 that follow the documents.
 
-The embedder is a deterministic fake (patched into qa.pipeline), so these tests run in seconds; the
+The embedder is a deterministic fake (patched into qa.factory), so these tests run in seconds; the
 real embedder is covered in test_robustness.py and test_cli.py.
 """
 
@@ -16,7 +16,7 @@ import pytest
 from conftest import TINY_DOCS, FakeEmbedder
 from typer.testing import CliRunner
 
-import qa.pipeline
+import qa.factory
 from qa.chunking import chunk_document
 from qa.cli import app
 from qa.config import Settings
@@ -40,9 +40,9 @@ class NamedFakeEmbedder(FakeEmbedder):
 
 
 def patch_models(target) -> list[NamedFakeEmbedder]:
-    """Make qa.pipeline build fake embedders and query encoders; returns the list of those built.
+    """Make qa.factory build fake embedders and query encoders; returns the list of those built.
 
-    ``target`` is a pytest monkeypatch, or the qa.pipeline module itself (subprocess drivers).
+    ``target`` is a pytest monkeypatch, or the qa.factory module itself (subprocess drivers).
     """
     made: list[NamedFakeEmbedder] = []
 
@@ -54,9 +54,9 @@ def patch_models(target) -> list[NamedFakeEmbedder]:
         return True  # nothing to prepare for fakes: `qa index` must not build ONNX files of the real models
 
     if isinstance(target, pytest.MonkeyPatch):
-        target.setattr(qa.pipeline, "make_embedder", make)
-        target.setattr(qa.pipeline, "make_query_encoder", make)
-        target.setattr(qa.pipeline, "models_ready", ready, raising=False)
+        target.setattr(qa.factory, "make_embedder", make)
+        target.setattr(qa.factory, "make_query_encoder", make)
+        target.setattr(qa.factory, "models_ready", ready, raising=False)
     else:
         target.make_embedder = make
         target.make_query_encoder = make

@@ -113,7 +113,7 @@ def test_saved_threshold_is_used_unless_given(fake_index):
 
 def test_reader_by_path_answers_with_valid_offsets(tmp_path, tiny_corpus, tiny_reader):
     """Any QA model folder works as a reader; its (random) answers still cite exact spans."""
-    from qa.pipeline import make_reader
+    from qa.factory import make_reader
 
     index_dir = tmp_path / "index"
     build_index([tiny_corpus], index_dir, embedder=FakeEmbedder())
@@ -176,7 +176,7 @@ _READERS: dict = {}
 
 
 def _property_reader(path):
-    from qa.pipeline import make_reader
+    from qa.factory import make_reader
 
     if path not in _READERS:
         _READERS[path] = make_reader(Settings(reader=str(path), reader_runtime="torch", reader_max_length=64,

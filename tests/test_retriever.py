@@ -225,7 +225,7 @@ def test_bad_arguments(store, embedder):
 
 def test_bm25_follows_the_index_through_add_reindex_and_remove(tmp_path, embedder):
     from qa.config import Settings
-    from qa.pipeline import index_documents, remove_documents
+    from qa.indexing import index_documents, remove_documents
 
     settings = Settings(chunk_size=64, chunk_overlap=0)
     index_dir = tmp_path / "idx"

@@ -22,8 +22,9 @@ import pytest
 from conftest import REPO, TINY_DOCS
 from test_cli_index import FAKE, check_citations, cli, error_line, hashes, patch_models, status
 
-import qa.pipeline
-from qa.pipeline import MAX_QUESTION_CHARS, text_digest
+import qa.factory
+from qa.indexing import text_digest
+from qa.pipeline import MAX_QUESTION_CHARS
 from qa.store import PassageStore
 
 TESTS = REPO / "tests"
@@ -200,7 +201,7 @@ def test_other_scripts_and_emoji(tmp_path, scripts_corpus, fake_models, tiny_rea
 
 @pytest.mark.slow
 def test_other_scripts_with_the_real_embedder(tmp_path, scripts_corpus, tiny_reader, monkeypatch):
-    monkeypatch.setattr(qa.pipeline, "models_ready", lambda settings: True, raising=False)
+    monkeypatch.setattr(qa.factory, "models_ready", lambda settings: True, raising=False)
     cli("index", scripts_corpus, "-i", tmp_path / "index")
     assert status(tmp_path / "index")["embedder"] == "sentence-transformers/all-MiniLM-L6-v2"
     check_scripts(scripts_corpus, tmp_path / "index", tiny_reader)
@@ -212,7 +213,7 @@ def test_one_enormous_sentence_with_the_real_tokenizer():
     from qa.schema import Document
 
     settings = Settings()
-    count_tokens = qa.pipeline.make_embedder(settings).count_tokens  # tokenizers only: no model is loaded
+    count_tokens = qa.factory.make_embedder(settings).count_tokens  # tokenizers only: no model is loaded
     text = " ".join(f"слово{i % 97} 词{i % 89} word{i % 13}" for i in range(15_000))  # ~330 KB, one sentence
     started = time.monotonic()
     chunks = chunk_document(Document("run-on", text), size=settings.chunk_size, overlap=settings.chunk_overlap,
@@ -277,7 +278,7 @@ import os, signal, sys, time
 from pathlib import Path
 
 sys.path.insert(0, sys.argv.pop(1))
-import qa.pipeline
+import qa.factory
 import qa.store
 from test_cli_index import patch_models
 
@@ -295,8 +296,8 @@ def stop(point):
         time.sleep(0.01)
 
 
-patch_models(qa.pipeline)
-fake = qa.pipeline.make_embedder
+patch_models(qa.factory)
+fake = qa.factory.make_embedder
 
 
 def make_embedder(settings):
@@ -311,7 +312,7 @@ def make_embedder(settings):
     return embedder
 
 
-qa.pipeline.make_embedder = make_embedder
+qa.factory.make_embedder = make_embedder
 qa.store._crash_hook = stop
 from qa.cli import app
 

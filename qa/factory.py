@@ -1,0 +1,60 @@
+"""Build the models the settings name: embedder, query encoder and reader (the shipped ones by default).
+
+Every other module gets its models from here (tests patch these functions to inject fakes).
+"""
+
+from __future__ import annotations
+
+from qa.config import Settings
+
+
+def make_embedder(settings: Settings):
+    """The embedder the settings name (the packaged all-MiniLM-L6-v2 by default)."""
+    from qa.embedding import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(settings.embedder_name, settings.embedder_path, device=settings.device)
+
+
+def make_query_encoder(settings: Settings):
+    """What embeds questions: an ONNX export of the embedder (no torch at query time) where it
+    can be made, else the sentence-transformers model itself."""
+    if settings.reader_runtime != "torch" and settings.device == "cpu":
+        from qa.onnx_models import prepare_query_encoder
+
+        encoder = prepare_query_encoder(settings.embedder_name, settings.embedder_path, settings.threads)
+        if encoder is not None:
+            return encoder
+    return make_embedder(settings)
+
+
+def prepare_models(settings: Settings | None = None) -> None:
+    """Build the ONNX query encoder and reader once (normally done lazily by the first question)."""
+    settings = settings or Settings.from_env()
+    make_query_encoder(settings)
+    make_reader(settings).warm_up()
+
+
+def models_ready(settings: Settings) -> bool:
+    """True when the ONNX files the settings' models need are built (or none can be built)."""
+    from qa.onnx_models import cached_onnx_path, is_mean_pooling_embedder
+
+    kind = "reader-int8" if settings.reader_runtime == "onnx-int8" else "reader"
+    needed = [cached_onnx_path(settings.reader_path, kind)] if settings.reader_runtime != "torch" else []
+    if is_mean_pooling_embedder(settings.embedder_path):
+        needed.append(cached_onnx_path(settings.embedder_path, "embedder"))
+    return all(p is None or p.exists() for p in needed)
+
+
+def make_reader(settings: Settings):
+    """The reader the settings name (the shipped one by default)."""
+    from qa.reader import TransformersReader
+
+    return TransformersReader(
+        settings.reader_path,
+        max_length=settings.reader_max_length,
+        stride=settings.reader_stride,
+        max_answer_tokens=settings.max_answer_tokens,
+        runtime=settings.reader_runtime,
+        device=settings.device,
+        threads=settings.threads,
+    )

@@ -1,0 +1,259 @@
+"""Write the index: read, chunk, embed and store documents incrementally; remove them; report status."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from qa import factory
+from qa.config import Settings
+from qa.errors import DocumentError, EmptyCorpusError
+from qa.schema import Document
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexReport:
+    """What one indexing run did."""
+
+    index_dir: str
+    documents: int  # documents in the index after the run
+    passages: int  # passages in the index after the run
+    added: tuple[str, ...]
+    updated: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    removed: tuple[str, ...]
+    skipped: tuple[str, ...]  # "path: reason" of each unreadable file
+    embedded_passages: int
+    seconds: float
+
+
+def text_digest(text: str) -> str:
+    """Content hash that decides whether a document changed."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def index_status(index_dir: str | Path) -> dict:
+    """What an index holds and how it was built, as plain values (for `qa status`)."""
+    from dataclasses import asdict
+
+    from qa.store import PassageStore
+
+    with PassageStore.open(index_dir) as store:
+        info = asdict(store.stats())
+    info["documents"], info["passages"] = info.pop("documents"), info.pop("chunks")
+    info["size_on_disk_mb"] = round((info.pop("sqlite_bytes") + info.pop("faiss_bytes")) / 1e6, 2)
+    return info
+
+
+def build_index(
+    paths: Sequence[str | Path],
+    index_dir: str | Path | None = None,
+    *,
+    settings: Settings | None = None,
+    prune: bool = False,
+    rebuild: bool = False,
+    wait: float = 0.0,
+    progress: Progress | None = None,
+    on_skip: Callable[[DocumentError], None] | None = None,
+    embedder=None,
+) -> IndexReport:
+    """Index files and folders incrementally: only new or changed documents are embedded.
+
+    A file that cannot be read (empty, binary, not UTF-8, too large) or a path that does not
+    exist is reported through ``on_skip`` and skipped, and the rest is indexed, unless
+    ``settings.on_error`` is "stop".
+
+    Args:
+        paths: files or folders of .txt, .md, .html and .pdf documents.
+        index_dir: the index folder (default: ``settings.index_dir``).
+        settings: chunking, models, and how to treat unreadable files.
+        prune: also remove indexed documents whose source file is gone.
+        rebuild: drop what the index holds and build it from ``paths`` alone; also the way out
+            of an index built with another embedder or chunking, or a damaged one.
+        wait: seconds to wait for another writer to finish; 0 raises IndexLockedError at once.
+        progress: called as ``progress(stage, done, total)``.
+        on_skip: called with each unreadable file that is skipped.
+        embedder: an Embedder to use instead of the one the settings name (tests).
+
+    Returns:
+        What was added, updated, left alone, removed and skipped.
+
+    Raises:
+        DocumentError: none of ``paths`` exists, or a file is unreadable and on_error is "stop".
+        EmptyCorpusError: nothing readable to index (an index is never emptied by mistake).
+        IndexLockedError: another process is writing to the index.
+    """
+    from qa.loader import find_document_files, load_document
+
+    t0 = time.perf_counter()
+    settings = settings or Settings.from_env()
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    skipped: list[str] = []
+
+    def skip(err: DocumentError) -> None:
+        if settings.on_error == "stop":
+            raise err
+        skipped.append(str(err))
+        if on_skip is not None:
+            on_skip(err)
+
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing and len(missing) == len(paths):
+        raise DocumentError(str(missing[0]), "no such file or directory")
+    for p in missing:
+        skip(DocumentError(str(p), "no such file or directory"))
+    files = find_document_files([p for p in paths if p not in missing])
+    docs: list[Document] = []
+    for i, (path, doc_id) in enumerate(files):
+        try:
+            docs.append(load_document(path, doc_id, max_file_mb=settings.max_file_mb))
+        except DocumentError as err:
+            skip(err)
+        if progress:
+            progress("read", i + 1, len(files))
+    if not docs and not skipped:
+        raise EmptyCorpusError(
+            f"no .txt, .md, .html or .pdf files in {', '.join(map(str, paths))}"
+        )
+    report = index_documents(
+        docs, index_dir, settings=settings, prune=prune, rebuild=rebuild, wait=wait, progress=progress,
+        embedder=embedder,
+    )
+    return replace(report, skipped=tuple(skipped), seconds=time.perf_counter() - t0)
+
+
+def index_documents(
+    docs: Sequence[Document],
+    index_dir: str | Path | None = None,
+    *,
+    settings: Settings | None = None,
+    prune: bool = False,
+    rebuild: bool = False,
+    wait: float = 0.0,
+    progress: Progress | None = None,
+    embedder=None,
+) -> IndexReport:
+    """Add or update documents in an index in one atomic change; unchanged ones cost nothing.
+
+    ``prune`` removes indexed documents whose ``source`` file no longer exists. ``rebuild``
+    embeds every document again and drops indexed ones not among ``docs``; a healthy index built
+    with the same settings changes in one atomic step, any other (another embedder or chunking,
+    damaged files) is emptied only once the new vectors are ready. ``wait`` is how many seconds
+    to wait for another writer before IndexLockedError.
+    """
+    from qa.store import PassageStore
+
+    t0 = time.perf_counter()
+    settings = settings or Settings.from_env()
+    index_dir = Path(index_dir if index_dir is not None else settings.index_dir)
+    embedder = embedder or factory.make_embedder(settings)
+    spec = {
+        "embedder": embedder.model_name,
+        "dim": embedder.dim,
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "lock_timeout": wait,
+    }
+    # The write lock is held from here to the end, so a second writer fails (or waits) at once.
+    store = _open_for_rebuild(index_dir, spec) if rebuild else PassageStore.open_or_create(index_dir, **spec)
+    try:
+        known = store.document_hashes() if store is not None else {}
+        if not docs and (rebuild or not known):
+            raise EmptyCorpusError("no readable documents to index")
+        todo = list(docs) if rebuild else [d for d in docs if known.get(d.doc_id) != text_digest(d.text)]
+        upserts = _embed_documents(todo, embedder, settings, progress)
+        if store is None:
+            store = PassageStore.create(index_dir, overwrite=True, **spec)
+        seen = {d.doc_id for d in docs}
+        if rebuild:
+            removed = [d for d in store.document_hashes() if d not in seen]
+        elif prune:
+            removed = [d for d in known if d not in seen and _source_gone(store.get_document(d).source)]
+        else:
+            removed = []
+        if upserts or removed:
+            store.apply(upserts, removed)
+        stats = store.stats()
+    finally:
+        if store is not None:
+            store.close()
+    todo_ids = {d.doc_id for d in todo}
+    return IndexReport(
+        index_dir=str(index_dir),
+        documents=stats.documents,
+        passages=stats.chunks,
+        added=tuple(d.doc_id for d in todo if d.doc_id not in known),
+        updated=tuple(d.doc_id for d in todo if d.doc_id in known),
+        unchanged=tuple(d.doc_id for d in docs if d.doc_id not in todo_ids),
+        removed=tuple(removed),
+        skipped=(),
+        embedded_passages=sum(len(chunks) for _, chunks, _ in upserts),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _open_for_rebuild(index_dir: Path, spec: dict):
+    """The index open for writing when it can be rebuilt in place; None when it must be emptied first."""
+    from qa.errors import IndexCorruptError, IndexMismatchError
+    from qa.store import PassageStore
+
+    try:
+        return PassageStore.open_or_create(index_dir, **spec)
+    except (IndexMismatchError, IndexCorruptError) as exc:
+        log.info("rebuilding %s from scratch: %s", index_dir, exc)
+        return None
+
+
+def _embed_documents(docs: Sequence[Document], embedder, settings: Settings, progress: Progress | None) -> list:
+    """Chunk and embed documents: ``(document, chunks, vectors)`` for PassageStore.apply."""
+    from qa.chunking import chunk_document
+
+    chunked = []
+    for i, doc in enumerate(docs):
+        chunks = chunk_document(
+            doc, size=settings.chunk_size, overlap=settings.chunk_overlap, count_tokens=embedder.count_tokens
+        )
+        chunked.append((doc, chunks))
+        if progress:
+            progress("chunk", i + 1, len(docs))
+    texts = [c.text for _, chunks in chunked for c in chunks]
+    if not texts:
+        return []
+    on_embed = (lambda n: progress("embed", n, len(texts))) if progress else None
+    vectors = embedder.encode_passages(texts, progress=on_embed)
+    upserts, pos = [], 0
+    for doc, chunks in chunked:
+        upserts.append((doc, chunks, vectors[pos : pos + len(chunks)]))
+        pos += len(chunks)
+    return upserts
+
+
+def _source_gone(source: str) -> bool:
+    """True when a document came from a file that no longer exists (documents without a file stay)."""
+    return bool(source) and not Path(source).exists()
+
+
+def remove_documents(
+    doc_ids: Sequence[str], index_dir: str | Path | None = None, *, wait: float = 0.0
+) -> list[str]:
+    """Remove documents from an index in one atomic change; returns the ids that were there.
+
+    Unknown ids are ignored. ``wait`` is how many seconds to wait for another writer.
+    """
+    from qa.store import PassageStore
+
+    index_dir = Path(index_dir if index_dir is not None else Settings.from_env().index_dir)
+    with PassageStore.open_for_write(index_dir, lock_timeout=wait) as store:
+        known = store.document_hashes()
+        present = [d for d in dict.fromkeys(doc_ids) if d in known]
+        if present:
+            store.apply([], present)
+    return present
