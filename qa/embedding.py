@@ -100,10 +100,14 @@ class SentenceTransformerEmbedder:
     def encode_passages(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """float32[n, dim], normalised, encoded in batches; ``progress(n_done)`` after each batch."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # Longest first over the whole list, as one encode() call would sort them: slicing for the
+        # progress bar must not cost padding (slices in input order ran at 80% of one call's speed).
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         step = self.batch_size * 4
         for b in range(0, len(texts), step):
-            part = list(texts[b : b + step])
-            out[b : b + len(part)] = self.model.encode(
+            rows = order[b : b + step]
+            part = [texts[i] for i in rows]
+            out[rows] = self.model.encode(
                 part,
                 batch_size=self.batch_size,
                 normalize_embeddings=True,
