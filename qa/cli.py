@@ -7,23 +7,42 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from qa.errors import QAError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     help="Ask questions about a folder of documents; get exact answer spans with citations. Fully offline.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+@cache
+def _out() -> Console:
+    """Console for results (made on first use: `qa --help` imports no Rich)."""
+    from rich.console import Console
+
+    return Console()
+
+
+@cache
+def _err() -> Console:
+    """Console for errors, warnings and progress bars."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
 T = TypeVar("T")
 
 IndexDir = Annotated[
@@ -62,7 +81,7 @@ def _quiet_libraries() -> None:
 
 def _error(message: str) -> None:
     """One line on stderr, never wrapped or parsed as markup."""
-    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    _err().print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _run(fn: Callable[[], T]) -> T:
@@ -74,7 +93,7 @@ def _run(fn: Callable[[], T]) -> T:
         _error(str(exc))
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        err_console.print("interrupted", markup=False)
+        _err().print("interrupted", markup=False)
         raise typer.Exit(130) from None
 
 
@@ -119,11 +138,11 @@ def index(
         chunk_overlap=overlap, on_error=on_error,
     )
     report = _run(lambda: _index_with_progress(paths or [Path("seeds")], settings, prune, rebuild, wait))
-    console.print(render_index_report(report))
+    _out().print(render_index_report(report))
     if rebuild:
-        console.print(f"Rebuilt from scratch: {report.documents} document(s), {report.passages} passage(s).")
+        _out().print(f"Rebuilt from scratch: {report.documents} document(s), {report.passages} passage(s).")
     elif report.embedded_passages == 0 and not report.removed:
-        console.print("Nothing changed: no embedding work was needed.")
+        _out().print("Nothing changed: no embedding work was needed.")
     _prepare_models(settings)
 
 
@@ -135,17 +154,17 @@ def _prepare_models(settings) -> None:
     if models_ready(settings):
         return
     try:
-        with err_console.status("Preparing the models for fast answers (once)…"):
+        with _err().status("Preparing the models for fast answers (once)…"):
             prepare_models(settings)
     except QAError as exc:
-        err_console.print(f"warning: models not prepared: {exc}", markup=False, soft_wrap=True)
+        _err().print(f"warning: models not prepared: {exc}", markup=False, soft_wrap=True)
 
 
 def _index_with_progress(paths, settings, prune, rebuild=False, wait=0.0):
     from qa.indexing import build_index
 
     def on_skip(err) -> None:
-        err_console.print(f"skipped {err}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+        _err().print(f"skipped {err}", style="yellow", markup=False, highlight=False, soft_wrap=True)
 
     return _with_progress(lambda update: build_index(
         paths, settings=settings, prune=prune, rebuild=rebuild, wait=wait, progress=update, on_skip=on_skip
@@ -174,7 +193,7 @@ def ask(
     if as_json:
         _print_json(result.to_dict())
     else:
-        console.print(render_result(result))
+        _out().print(render_result(result))
 
 
 def _ask_once(settings, question: str, top_k, min_score):
@@ -204,14 +223,17 @@ def chat(
     history = Path(assistant.settings.index_dir) / ".chat_history"
     _run(lambda: chat_loop(
         lambda q, k: assistant.ask(q, top_k=k, min_score=min_score),
-        console,
+        _out(),
         k=top_k or assistant.settings.passages_k,
         read=prompt_reader(history),
     ))
 
 
 @app.command()
-def status(index_dir: IndexDir = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def status(
+    index_dir: IndexDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
     """Show what the index holds: documents, passages, models, settings, size, build time."""
     from qa.indexing import index_status
     from qa.render import render_status
@@ -221,7 +243,7 @@ def status(index_dir: IndexDir = None, as_json: Annotated[bool, typer.Option("--
     if as_json:
         _print_json(info)
     else:
-        console.print(render_status(info))
+        _out().print(render_status(info))
 
 
 @app.command()
@@ -237,7 +259,7 @@ def remove(
     removed = _run(lambda: remove_documents(doc_ids, settings.index_dir, wait=wait))
     missing = [d for d in doc_ids if d not in removed]
     if removed:
-        console.print(f"Removed {len(removed)} document(s): {', '.join(removed)}", markup=False)
+        _out().print(f"Removed {len(removed)} document(s): {', '.join(removed)}", markup=False)
     if missing:
         _error(f"not in the index: {', '.join(missing)}")
         raise typer.Exit(1)
@@ -281,20 +303,20 @@ def eval_(
     if sweep:
         best = evaluation.best_threshold(summary.rows)
         if not as_json:
-            console.print(render_eval.sweep_table(evaluation.sweep_thresholds(summary.rows), best))
+            _out().print(render_eval.sweep_table(evaluation.sweep_thresholds(summary.rows), best))
         summary = summary.with_threshold(best)
         if save_threshold and used_index is not None:
             _run(lambda: evaluation.save_threshold(used_index, best))
-            err_console.print(f"saved min_score={best:.4f} in {used_index}", markup=False)
+            _err().print(f"saved min_score={best:.4f} in {used_index}", markup=False)
     if report is not None:
         _run(lambda: evaluation.write_report(summary, report))
     if as_json:
         _print_json(summary.to_dict())
     else:
-        console.print(render_eval.summary_table(summary))
-        console.print(render_eval.failures_table(summary.rows))
+        _out().print(render_eval.summary_table(summary))
+        _out().print(render_eval.failures_table(summary.rows))
     if min_f1 is not None and summary.f1 is not None and summary.f1 < min_f1:
-        err_console.print(f"F1 {summary.f1:.2f} is below --min-f1 {min_f1}", markup=False, soft_wrap=True)
+        _err().print(f"F1 {summary.f1:.2f} is below --min-f1 {min_f1}", markup=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -345,7 +367,7 @@ def _with_progress(fn: Callable[[Callable[[str, int, int], None]], T]) -> T:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    with Progress(*columns, console=_err(), transient=True) as bar:
         tasks: dict[str, Any] = {}
 
         def update(stage: str, done: int, total: int) -> None:
@@ -399,7 +421,7 @@ def train_reader(
     )
     cols = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
             TimeRemainingColumn())
-    with Progress(*cols, console=err_console) as bar:
+    with Progress(*cols, console=_err()) as bar:
         task = bar.add_task("train", total=None, loss=0.0)
         result = _run(lambda: run_training(
             cfg, progress=lambda s, n, loss: bar.update(task, completed=s, total=n, loss=loss)))
