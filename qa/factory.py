@@ -57,4 +57,5 @@ def make_reader(settings: Settings):
         runtime=settings.reader_runtime,
         device=settings.device,
         threads=settings.threads,
+        rank_penalty=settings.rank_penalty,
     )

@@ -18,7 +18,7 @@ import numpy as np
 from qa.errors import ModelLoadError
 from qa.metrics import normalize_answer
 from qa.schema import Answer, Hit, Span
-from qa.spans import decode_window, sigmoid
+from qa.spans import answer_score, decode_window
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Reader(Protocol):
 
 
 class TransformersReader:
-    """A Hugging Face extractive QA model (id or local folder), run with torch or ONNX Runtime int8.
+    """A Hugging Face extractive QA model (id or local folder), run with torch or ONNX Runtime.
 
     Loads lazily on first use. ``runtime="auto"`` uses an fp32 ONNX export of a local model
     (``"onnx-int8"``: int8 weights),
@@ -63,8 +63,13 @@ class TransformersReader:
         runtime: str = "auto",
         device: str = "cpu",
         threads: int | None = None,
+        rank_penalty: float = 0.0,
     ) -> None:
-        """See the class docstring; ``threads`` caps intra-op threads of the runtime."""
+        """See the class docstring; ``threads`` caps intra-op threads of the runtime, ``rank_penalty``
+        lowers the score of spans in lower-ranked passages (see :func:`qa.spans.answer_score`)."""
+        if rank_penalty < 0:
+            raise ValueError(f"rank_penalty must not be negative, got {rank_penalty}")
+        self.rank_penalty = rank_penalty
         self.path = path
         self.max_length = max_length
         self.stride = stride
@@ -131,7 +136,7 @@ class TransformersReader:
         return self._torch_model
 
     def _load_onnx(self) -> bool:
-        """Open (exporting once if needed) the int8 ONNX session; False when it cannot be used."""
+        """Open (exporting once if needed) the ONNX session, fp32 or int8; False when it cannot be used."""
         from qa.onnx_models import cached_onnx_path, export_reader, session
 
         int8 = self.runtime == "onnx-int8"
@@ -140,11 +145,11 @@ class TransformersReader:
             return False
         try:
             if not target.exists():
-                log.info("exporting the reader to int8 ONNX once, into %s", target)
+                log.info("exporting the reader to ONNX once, into %s", target)
                 export_reader(self.path, target, quantize=int8)
             self._session = session(target, self.threads)
         except Exception as exc:  # noqa: BLE001 - torch still works; say why ONNX does not
-            log.warning("int8 ONNX reader unavailable for %s (%s); using torch", self.path, exc)
+            log.warning("ONNX reader unavailable for %s (%s); using torch", self.path, exc)
             if target.exists():
                 target.unlink(missing_ok=True)
             return False
@@ -211,7 +216,8 @@ class TransformersReader:
 
         All passages go through the model in one batch; a passage longer than a window is
         read in overlapping windows. A span's score is the logistic of how much the model
-        prefers it over "no answer" in the same window, so scores compare across passages.
+        prefers it over "no answer" in the same window, less ``rank_penalty * ln(1 + hit.rank)``,
+        so scores compare across passages and a low-ranked passage needs a clearer answer.
         The same answer found in overlapping passages is merged: answers never overlap.
 
         Args:
@@ -238,7 +244,8 @@ class TransformersReader:
                 max_answer_tokens=self.max_answer_tokens,
                 n_best=10,
             ):
-                cands.append((sigmoid(c.margin), hits[hit_i], c.char_start, c.char_end))
+                hit = hits[hit_i]
+                cands.append((answer_score(c.margin, hit.rank, self.rank_penalty), hit, c.char_start, c.char_end))
         cands.sort(key=lambda c: (-c[0], c[1].rank, c[2]))
         answers: list[Answer] = []
         taken: list[tuple[str, int, int, str]] = []

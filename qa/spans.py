@@ -72,6 +72,17 @@ def decode_window(
     return sorted(found.values(), key=lambda c: (-c.logit, c.char_start, c.char_end))[:n_best]
 
 
+def answer_score(margin: float, rank: int, rank_penalty: float) -> float:
+    """Score in (0, 1) of a span whose passage was retrieved at 0-based ``rank``.
+
+    ``logistic(margin - rank_penalty * ln(1 + rank))``: the top passage keeps the reader's own
+    preference for the span over "no answer"; lower passages need a clearer one.
+    """
+    if rank < 0:
+        raise ValueError(f"rank must not be negative, got {rank}")
+    return sigmoid(margin - rank_penalty * float(np.log1p(rank)))
+
+
 def sigmoid(x: float) -> float:
     """Numerically stable logistic function."""
     if x >= 0:

@@ -182,3 +182,32 @@ def _property_reader(path):
         _READERS[path] = make_reader(Settings(reader=str(path), reader_runtime="torch", reader_max_length=64,
                                               reader_stride=16))
     return _READERS[path]
+
+
+def test_rank_penalty_lowers_answers_from_lower_passages(tiny_reader):
+    """The same passage read at rank 0 and at rank 4: the score's logit drops by exactly penalty * ln 5."""
+    import math
+
+    from qa.factory import make_reader
+    from qa.schema import Chunk, Hit
+    from qa.spans import answer_score
+
+    text = "Paris is the capital of France. It has been since the tenth century."
+    chunk = Chunk("d#0", "d", 0, len(text), text)
+    plain = make_reader(Settings(reader=str(tiny_reader), reader_runtime="torch", rank_penalty=0.0))
+    penalised = make_reader(Settings(reader=str(tiny_reader), reader_runtime="torch", rank_penalty=1.5))
+
+    def best(reader, rank):
+        (a,) = reader.read("What is the capital of France?", [Hit(chunk, 1.0, rank)], max_answers=1, min_score=0.0)
+        return a
+
+    def logit(p):
+        return math.log(p / (1 - p))
+
+    top, low = best(penalised, 0), best(penalised, 4)
+    assert top.score == pytest.approx(best(plain, 0).score) == pytest.approx(best(plain, 4).score)
+    assert (top.text, top.span) == (low.text, low.span)
+    assert logit(top.score) - logit(low.score) == pytest.approx(1.5 * math.log(5), abs=1e-6)
+    assert answer_score(0.0, 0, 1.5) == 0.5 and answer_score(0.0, 1, 0.0) == 0.5
+    with pytest.raises(ValueError, match="rank_penalty"):
+        Settings(rank_penalty=-1)
