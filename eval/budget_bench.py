@@ -19,7 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qa.config import Settings  # noqa: E402
-from qa.evaluation import load_gold, squad_index_dir  # noqa: E402
+from qa.errors import QAError  # noqa: E402
+from qa.evaluation import load_gold, select_articles, squad_index_dir  # noqa: E402
 from qa.indexing import index_documents  # noqa: E402
 from qa.metrics import f1_score, max_over_gold  # noqa: E402
 from qa.pipeline import Assistant  # noqa: E402
@@ -36,9 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     settings = Settings.from_env()
-    gold = load_gold(args.squad)
-    examples = [e for e in gold.examples if e.answers and (not args.article or
-                                                           (e.doc_id or "").split("/")[0] in args.article)]
+    try:
+        gold = load_gold(args.squad)
+        questions = select_articles(gold, args.article).examples if args.article else gold.examples
+    except QAError as exc:
+        ap.error(str(exc))
+    examples = [e for e in questions if e.answers]
     if not examples:
         ap.error("no answerable questions match")
     step = max(1, len(examples) // args.questions)

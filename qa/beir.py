@@ -13,6 +13,7 @@ from pathlib import Path
 
 from qa.config import RETRIEVERS, Settings
 from qa.errors import GoldFileError, QAError
+from qa.metrics import percentile
 from qa.schema import Document, Hit
 
 __all__ = [
@@ -279,15 +280,6 @@ def rank_documents(hits: Sequence[Hit], k: int) -> list[str]:
     return _unique([h.chunk.doc_id for h in hits])[:k]
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    v = sorted(values)
-    if not v:
-        return 0.0
-    pos = (len(v) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
-
-
 # --------------------------------------------------------------------------- indexing and running
 
 
@@ -407,8 +399,8 @@ def _summarise(mode: str, scores: Sequence[BeirQueryScore]) -> BeirResult:
         n_queries=n,
         ndcg_at_10=sum(s.ndcg_at_10 for s in scores) / n if n else 0.0,
         recall_at_100=sum(s.recall_at_100 for s in scores) / n if n else 0.0,
-        latency_p50_ms=_percentile([s.latency_ms for s in scores], 0.5),
-        latency_p95_ms=_percentile([s.latency_ms for s in scores], 0.95),
+        latency_p50_ms=percentile([s.latency_ms for s in scores], 0.5) or 0.0,
+        latency_p95_ms=percentile([s.latency_ms for s in scores], 0.95) or 0.0,
         queries=tuple(scores),
     )
 

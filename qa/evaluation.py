@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import os
 import tempfile
 import time
@@ -16,7 +15,7 @@ from typing import Any, Protocol
 
 from qa.config import Settings
 from qa.errors import GoldFileError, QAError
-from qa.metrics import exact_match, f1_score, max_over_gold, normalize_answer
+from qa.metrics import exact_match, f1_score, max_over_gold, normalize_answer, percentile
 from qa.schema import Chunk, Document, Hit, QAResult
 from qa.squad import load_squad
 
@@ -570,16 +569,6 @@ def _percent_read(values: Sequence[float | None]) -> float | None:
     return None if len(read) < len(values) else _percent(read)
 
 
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear-interpolation percentile (numpy's default), ``q`` in [0, 1]."""
-    if not values:
-        return None
-    v = sorted(values)
-    pos = (len(v) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
-
-
 def _round(x: float | None, digits: int) -> float | None:
     return None if x is None else round(x, digits)
 
@@ -672,12 +661,12 @@ class EvalSummary:
     @property
     def latency_p50_ms(self) -> float | None:
         """Median time per question, in milliseconds."""
-        return _percentile([r.latency_ms for r in self.rows], 0.50)
+        return percentile([r.latency_ms for r in self.rows], 0.50)
 
     @property
     def latency_p95_ms(self) -> float | None:
         """95th percentile of the time per question, in milliseconds."""
-        return _percentile([r.latency_ms for r in self.rows], 0.95)
+        return percentile([r.latency_ms for r in self.rows], 0.95)
 
     @property
     def failures(self) -> dict[str, int]:
@@ -793,22 +782,18 @@ def evaluate(
         t0 = time.perf_counter()
         if mode == "retrieval":
             found = tuple(answerer.retrieve(ex.question, k=RETRIEVAL_DEPTH))
-            rows.append(score_retrieval(ex, found, latency_ms=(time.perf_counter() - t0) * 1000.0))
-            if progress is not None:
-                progress(i + 1, len(examples))
-            continue
-        if mode == "pipeline":
-            retrieved: Sequence[Hit] | None = tuple(answerer.retrieve(ex.question, k=depth))
-            given: Sequence[Hit] = retrieved[: settings.passages_k]
+            row = score_retrieval(ex, found, latency_ms=(time.perf_counter() - t0) * 1000.0)
         else:
-            retrieved = None
-            given = (paragraphs[i],)
-        result = answerer.read(ex.question, given, min_score=0.0)
-        latency_ms = (time.perf_counter() - t0) * 1000.0
-        row = score_question(
-            ex, result, given=given, retrieved=retrieved, threshold=thr, latency_ms=latency_ms
-        )
-        log.debug("%s: %r -> %r (em %.0f, %s)", ex.qid, ex.question, row.prediction, row.em, row.label)
+            if mode == "pipeline":
+                retrieved: Sequence[Hit] | None = tuple(answerer.retrieve(ex.question, k=depth))
+                given: Sequence[Hit] = retrieved[: settings.passages_k]
+            else:
+                retrieved = None
+                given = (paragraphs[i],)
+            result = answerer.read(ex.question, given, min_score=0.0)
+            latency_ms = (time.perf_counter() - t0) * 1000.0
+            row = score_question(ex, result, given=given, retrieved=retrieved, threshold=thr, latency_ms=latency_ms)
+            log.debug("%s: %r -> %r (em %.0f, %s)", ex.qid, ex.question, row.prediction, row.em, row.label)
         rows.append(row)
         if progress is not None:
             progress(i + 1, len(examples))
@@ -937,9 +922,7 @@ def squad_index_dir(gold_path: str | Path, settings: Settings) -> Path:
     from qa.store import FORMAT_VERSION
 
     h = hashlib.sha256(Path(gold_path).read_bytes())
-    h.update(f"{settings.embedder_name}|{settings.chunk_size}|{settings.chunk_overlap}".encode())
-    if FORMAT_VERSION != 1:  # version-1 caches keep their folder name
-        h.update(f"|format{FORMAT_VERSION}".encode())
+    h.update(f"{settings.embedder_name}|{settings.chunk_size}|{settings.chunk_overlap}|format{FORMAT_VERSION}".encode())
     return model_cache_dir().parent / "eval-index" / h.hexdigest()[:16]
 
 

@@ -1,10 +1,12 @@
-"""SQuAD answer metrics: the official v1.1/v2.0 normalisation, exact match and token F1."""
+"""SQuAD answer metrics (the official v1.1/v2.0 normalisation, exact match, token F1) and percentiles."""
 
 from __future__ import annotations
 
 import collections
+import math
 import re
 import string
+from collections.abc import Sequence
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCT = set(string.punctuation)
@@ -43,3 +45,13 @@ def max_over_gold(metric, prediction: str, golds: list[str] | tuple[str, ...]) -
     if not golds:
         return float(prediction == "")
     return max(metric(prediction, g) for g in golds)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolation percentile (numpy's default), ``q`` in [0, 1]; None when there are no values."""
+    if not values:
+        return None
+    v = sorted(values)
+    pos = (len(v) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)

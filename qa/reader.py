@@ -15,12 +15,14 @@ from typing import Protocol
 
 import numpy as np
 
+from qa.config import Settings
 from qa.errors import ModelLoadError
 from qa.metrics import normalize_answer
 from qa.schema import Answer, Hit, Span
 from qa.spans import answer_score, decode_window
 
 log = logging.getLogger(__name__)
+_DEFAULTS = Settings()  # the one home of defaults; constructors take theirs from it
 
 #: Questions are cut to this many tokens before reading, so the passage always gets most of a window.
 MAX_QUESTION_TOKENS = 64
@@ -49,20 +51,21 @@ class TransformersReader:
     """A Hugging Face extractive QA model (id or local folder), run with torch or ONNX Runtime.
 
     Loads lazily on first use. ``runtime="auto"`` uses an fp32 ONNX export of a local model
-    (``"onnx-int8"``: int8 weights),
-    built once into the model cache, and falls back to torch where ONNX Runtime is unavailable.
+    (``"onnx-int8"``: int8 weights), built once into the model cache, and falls back to torch
+    where ONNX Runtime is unavailable. Defaults are :class:`~qa.config.Settings`' values, except
+    ``rank_penalty``: a bare reader scores every passage alike (``make_reader`` applies the setting).
     """
 
     def __init__(
         self,
         path: str,
         *,
-        max_length: int = 256,
-        stride: int = 96,
-        max_answer_tokens: int = 30,
-        runtime: str = "auto",
-        device: str = "cpu",
-        threads: int | None = None,
+        max_length: int = _DEFAULTS.reader_max_length,
+        stride: int = _DEFAULTS.reader_stride,
+        max_answer_tokens: int = _DEFAULTS.max_answer_tokens,
+        runtime: str = _DEFAULTS.reader_runtime,
+        device: str = _DEFAULTS.device,
+        threads: int | None = _DEFAULTS.threads,
         rank_penalty: float = 0.0,
     ) -> None:
         """See the class docstring; ``threads`` caps intra-op threads of the runtime, ``rank_penalty``

@@ -8,13 +8,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from qa.config import RETRIEVERS
+from qa.config import RETRIEVERS, Settings
 from qa.embedding import Embedder
 from qa.errors import QuestionError
 from qa.schema import Hit
 from qa.store import PassageStore, ScoredChunk
 
 log = logging.getLogger(__name__)
+_DEFAULTS = Settings()  # the one home of defaults; constructors take theirs from it
 
 
 def reciprocal_rank_fusion(
@@ -64,9 +65,9 @@ class Retriever:
         embedder: Embedder,
         store: PassageStore,
         *,
-        mode: str = "hybrid",
-        fusion_depth: int = 50,
-        rrf_k: int = 5,
+        mode: str = _DEFAULTS.retriever,
+        fusion_depth: int = _DEFAULTS.fusion_depth,
+        rrf_k: int = _DEFAULTS.rrf_k,
     ) -> None:
         """Args: mode is dense, bm25 or hybrid; fusion_depth and rrf_k tune hybrid fusion."""
         _check_mode(mode)
