@@ -397,6 +397,9 @@ def train_reader(
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
     save_every: Annotated[int, typer.Option(help="Steps between resumable checkpoints (0: none).")] = 100,
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/checkpoint if present.")] = False,
+    synthetic_negatives: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of answerable questions also trained as unanswerable, over their paragraph "
+        "with the answer's sentence(s) deleted.")] = 0.0,
 ) -> None:
     """Fine-tune an extractive reader (encoder + span head) on SQuAD-format files.
 
@@ -417,7 +420,7 @@ def train_reader(
         train_files=tuple(str(p) for p in train), output_dir=str(output), base_model=base_model,
         dev_articles=tuple(dev_article or ()), max_length=max_length, doc_stride=doc_stride, epochs=epochs,
         batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device, max_steps=max_steps,
-        save_every=save_every, resume=resume,
+        save_every=save_every, resume=resume, synthetic_negatives=synthetic_negatives,
     )
     cols = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
             TimeRemainingColumn())

@@ -44,6 +44,9 @@ class TrainConfig:
     eval_batch_size: int = 64
     save_every: int = 100  # steps between resumable checkpoints (0: none)
     resume: bool = False  # continue from output_dir/checkpoint when it exists
+    # Share of answerable training questions that also become unanswerable ones: the same
+    # question over its paragraph with the sentences holding the answer deleted (0: none).
+    synthetic_negatives: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,41 @@ def _collect(
                         examples.append(_Example(par.context, q.question, q.answer_starts[0], q.answers[0]))
     dev = [(ctx, list(qs.values())) for ctx, qs in paragraphs.items()]
     return examples, dev
+
+
+def synthetic_negative(context: str, answer_start: int, answer_text: str) -> str | None:
+    """The paragraph without the sentence(s) that hold the answer, or None when that is no test.
+
+    None when nothing would be left, or when the answer's words still occur in what is left (the
+    question might still be answerable). Sentences come from :func:`qa.chunking.sentence_spans`;
+    the kept ones are joined with single spaces.
+    """
+    from qa.chunking import sentence_spans
+    from qa.metrics import normalize_answer
+
+    a0, a1 = answer_start, answer_start + len(answer_text)
+    kept = [context[sp.start : sp.end] for sp in sentence_spans(context) if sp.end <= a0 or sp.start >= a1]
+    rest = " ".join(kept)
+    norm = normalize_answer(answer_text)
+    if not kept or not norm or norm in normalize_answer(rest):
+        return None
+    return rest
+
+
+def _add_negatives(examples: list[_Example], share: float, seed: int) -> list[_Example]:
+    """``examples`` plus answer-deleted copies of a seeded sample (``share``) of the answerable ones."""
+    if share <= 0:
+        return examples
+    rng = random.Random(seed)
+    extra = []
+    for ex in examples:
+        if ex.answer_start is None or rng.random() >= share:
+            continue
+        rest = synthetic_negative(ex.context, ex.answer_start, ex.answer_text)
+        if rest is not None:
+            extra.append(_Example(rest, ex.question, None, ""))
+    log.info("%d synthetic unanswerable questions (answer sentences deleted)", len(extra))
+    return examples + extra
 
 
 def _featurize(tokenizer, examples: list[_Example], max_length: int, stride: int) -> list[dict]:
@@ -325,6 +363,9 @@ def train_reader(
     train_ex, _ = _collect(cfg.train_files, titles, keep=False)
     if not train_ex:
         raise ValueError("no training questions: every article is a dev article, or the files are empty")
+    if not 0.0 <= cfg.synthetic_negatives <= 1.0:
+        raise ValueError(f"synthetic_negatives must be within [0, 1], got {cfg.synthetic_negatives}")
+    train_ex = _add_negatives(train_ex, cfg.synthetic_negatives, cfg.seed)
     feats = _featurize(tokenizer, train_ex, cfg.max_length, cfg.doc_stride)
     steps_per_epoch = math.ceil(len(feats) / cfg.batch_size)
     total = math.ceil(steps_per_epoch * cfg.epochs)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from qa.cli import app
 from qa.reader import TransformersReader
 from qa.schema import Chunk, Hit
-from qa.training import TrainConfig, train_reader
+from qa.training import TrainConfig, synthetic_negative, train_reader
 
 CONTEXTS = {
     "Alpha": "The Alpha bridge was opened in 1932. It crosses the Red River near the old mill.",
@@ -55,6 +55,29 @@ def test_trains_saves_and_the_folder_answers(tmp_path, tiny_reader):
     hit = Hit(Chunk("a#0", "a", 0, len(text), text), 1.0, 0)
     answers = reader.read("When was the bridge opened?", [hit], min_score=0.0)
     assert answers and all(text[a.span.start : a.span.end] == a.text for a in answers)
+
+
+def test_synthetic_negative_deletes_the_answer_sentence():
+    text = "The bridge was built of stone. It opened in 1932 after a long strike. Trout live below it."
+    rest = synthetic_negative(text, text.index("1932"), "1932")
+    assert rest == "The bridge was built of stone. Trout live below it."
+    # An answer spanning two sentences takes both with it.
+    start = text.index("strike")
+    assert synthetic_negative(text, start, text[start : text.index("Trout") + 5]) == "The bridge was built of stone."
+
+
+def test_synthetic_negative_refuses_what_stays_answerable():
+    text = "It opened in 1932. The strike of 1932 delayed it."
+    assert synthetic_negative(text, text.index("1932"), "1932") is None  # the answer is still in the rest
+    assert synthetic_negative("Opened in 1932.", 10, "1932") is None  # nothing would be left
+
+
+def test_synthetic_negatives_add_unanswerable_training_questions(tmp_path, tiny_reader):
+    plain = train_reader(config(tmp_path / "a", tiny_reader, max_steps=1))
+    more = train_reader(config(tmp_path / "b", tiny_reader, max_steps=1, synthetic_negatives=1.0))
+    assert more.train_questions == plain.train_questions + 2  # both answerable Alpha questions
+    with pytest.raises(ValueError, match="synthetic_negatives"):
+        train_reader(config(tmp_path / "c", tiny_reader, synthetic_negatives=1.5))
 
 
 def test_same_seed_same_weights(tmp_path, tiny_reader):
