@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.metrics import exact_match, f1_score, max_over_gold
+from qa.chunking import sentence_spans
+from qa.metrics import exact_match, f1_score, max_over_gold, normalize_answer
 from qa.spans import decode_window
 from qa.squad import SquadQuestion, load_squad
 
@@ -47,6 +48,10 @@ class TrainConfig:
     # Share of answerable training questions that also become unanswerable ones: the same
     # question over its paragraph with the sentences holding the answer deleted (0: none).
     synthetic_negatives: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.synthetic_negatives <= 1.0:
+            raise ValueError(f"synthetic_negatives must be within [0, 1], got {self.synthetic_negatives}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +130,6 @@ def synthetic_negative(context: str, answer_start: int, answer_text: str) -> str
     question might still be answerable). Sentences come from :func:`qa.chunking.sentence_spans`;
     the kept ones are joined with single spaces.
     """
-    from qa.chunking import sentence_spans
-    from qa.metrics import normalize_answer
-
     a0, a1 = answer_start, answer_start + len(answer_text)
     kept = [context[sp.start : sp.end] for sp in sentence_spans(context) if sp.end <= a0 or sp.start >= a1]
     rest = " ".join(kept)
@@ -363,8 +365,6 @@ def train_reader(
     train_ex, _ = _collect(cfg.train_files, titles, keep=False)
     if not train_ex:
         raise ValueError("no training questions: every article is a dev article, or the files are empty")
-    if not 0.0 <= cfg.synthetic_negatives <= 1.0:
-        raise ValueError(f"synthetic_negatives must be within [0, 1], got {cfg.synthetic_negatives}")
     train_ex = _add_negatives(train_ex, cfg.synthetic_negatives, cfg.seed)
     feats = _featurize(tokenizer, train_ex, cfg.max_length, cfg.doc_stride)
     steps_per_epoch = math.ceil(len(feats) / cfg.batch_size)
