@@ -400,12 +400,19 @@ def train_reader(
     synthetic_negatives: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Share of answerable questions also trained as unanswerable, over their paragraph "
         "with the answer's sentence(s) deleted.")] = 0.0,
+    teacher: Annotated[list[str] | None, typer.Option(
+        "--teacher", help="Reader (folder or Hugging Face id) whose logits, averaged over every --teacher, the model "
+        "also learns from: knowledge distillation (repeat; same tokenizer).")] = None,
+    distill_weight: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of the loss from the teachers' soft targets (the rest: the gold spans).")] = 0.5,
+    distill_temperature: Annotated[float, typer.Option(
+        min=0.01, help="Softmax temperature of the distillation targets.")] = 2.0,
 ) -> None:
     """Fine-tune an extractive reader (encoder + span head) on SQuAD-format files.
 
     Recipe: windows of MAX_LENGTH tokens with DOC_STRIDE overlap; unanswerable (v2.0) questions
     point at [CLS] so the reader learns to abstain; AdamW with warm-up and linear decay;
-    length-bucketed batches. Deterministic for a seed. At the end, EM/F1 and no-answer accuracy
+    length-bucketed batches. Optionally distilled from --teacher readers. Deterministic for a seed. At the end, EM/F1 and no-answer accuracy
     on the --dev-article titles (held out of training) are printed and saved in training.json.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -421,6 +428,7 @@ def train_reader(
         dev_articles=tuple(dev_article or ()), max_length=max_length, doc_stride=doc_stride, epochs=epochs,
         batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device, max_steps=max_steps,
         save_every=save_every, resume=resume, synthetic_negatives=synthetic_negatives,
+        teachers=tuple(teacher or ()), distill_weight=distill_weight, distill_temperature=distill_temperature,
     )
     cols = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
             TimeRemainingColumn())

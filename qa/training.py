@@ -48,10 +48,18 @@ class TrainConfig:
     # Share of answerable training questions that also become unanswerable ones: the same
     # question over its paragraph with the sentences holding the answer deleted (0: none).
     synthetic_negatives: float = 0.0
+    # Knowledge distillation: readers whose averaged start/end logits are soft targets (same tokenizer).
+    teachers: tuple[str, ...] = ()
+    distill_weight: float = 0.5  # share of the loss from the teachers; the rest from the gold spans
+    distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.synthetic_negatives <= 1.0:
             raise ValueError(f"synthetic_negatives must be within [0, 1], got {self.synthetic_negatives}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"distill_weight must be within [0, 1], got {self.distill_weight}")
+        if self.distill_temperature <= 0:
+            raise ValueError(f"distill_temperature must be positive, got {self.distill_temperature}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +231,37 @@ def _collate(feats: list[dict], idx: list[int], pad_id: int, torch):
     return ids, mask, types, starts, ends
 
 
+def distillation_loss(student_start, student_end, teacher_start, teacher_end, mask, temperature: float):
+    """Temperature-scaled KL divergence from the teachers' start/end distributions to the student's.
+
+    Padding positions (``mask == 0``) get no probability on either side. Scaled by ``temperature**2``
+    so its gradient keeps the size of a cross-entropy term (Hinton et al., 2015); mean of start and end.
+    """
+    import torch.nn.functional as F
+
+    pad = mask == 0
+
+    def kl(student, teacher):
+        s = F.log_softmax(student.float().masked_fill(pad, -1e4) / temperature, dim=-1)
+        t = F.softmax(teacher.float().masked_fill(pad, -1e4) / temperature, dim=-1)
+        return F.kl_div(s, t, reduction="batchmean")
+
+    return temperature**2 * (kl(student_start, teacher_start) + kl(student_end, teacher_end)) / 2
+
+
+def _load_teachers(cfg: TrainConfig, tokenizer, torch) -> list:
+    """The teacher readers in eval mode on the run's device; each must share the student's vocabulary."""
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    teachers = []
+    for path in cfg.teachers:
+        if AutoTokenizer.from_pretrained(path).get_vocab() != tokenizer.get_vocab():
+            raise ValueError(f"teacher {path}: its tokenizer differs from the student's; logits cannot be compared")
+        model = AutoModelForQuestionAnswering.from_pretrained(path, dtype=torch.float32).to(cfg.device)
+        teachers.append(model.eval().requires_grad_(False))
+    return teachers
+
+
 def predict_paragraph_answers(
     model,
     tokenizer,
@@ -361,6 +400,8 @@ def train_reader(
     # fp32 master weights even when the base was saved in fp16 (a shipped reader, say).
     model = AutoModelForQuestionAnswering.from_pretrained(base, dtype=torch.float32).to(cfg.device)
 
+    teachers = _load_teachers(cfg, tokenizer, torch)
+
     titles = set(cfg.dev_articles)
     train_ex, _ = _collect(cfg.train_files, titles, keep=False)
     if not train_ex:
@@ -372,6 +413,9 @@ def train_reader(
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
     log.info("%d questions -> %d windows, %d steps", len(train_ex), len(feats), total)
+    if teachers:
+        log.info("distilling from %d teacher(s), weight %.2f, temperature %.1f",
+                 len(teachers), cfg.distill_weight, cfg.distill_temperature)
 
     no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
     groups = [
@@ -409,9 +453,17 @@ def train_reader(
             if step >= total:
                 break
             ids, mask, types, starts, ends = (t.to(cfg.device) for t in _collate(feats, idx, pad_id, torch))
-            loss = model(
+            res = model(
                 input_ids=ids, attention_mask=mask, token_type_ids=types, start_positions=starts, end_positions=ends
-            ).loss
+            )
+            loss = res.loss
+            if teachers:
+                with torch.no_grad():
+                    outs = [t(input_ids=ids, attention_mask=mask, token_type_ids=types) for t in teachers]
+                    t_start = torch.stack([o.start_logits for o in outs]).mean(0)
+                    t_end = torch.stack([o.end_logits for o in outs]).mean(0)
+                soft = distillation_loss(res.start_logits, res.end_logits, t_start, t_end, mask, cfg.distill_temperature)
+                loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * soft
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()

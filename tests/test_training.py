@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from qa.cli import app
 from qa.reader import TransformersReader
 from qa.schema import Chunk, Hit
-from qa.training import TrainConfig, synthetic_negative, train_reader
+from qa.training import TrainConfig, distillation_loss, synthetic_negative, train_reader
 
 CONTEXTS = {
     "Alpha": "The Alpha bridge was opened in 1932. It crosses the Red River near the old mill.",
@@ -114,8 +114,53 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_reader, monkeypatch):
     assert not (tmp_path / "out" / "checkpoint").exists()  # cleaned up once the run finished
 
 
+def test_distillation_loss_is_zero_for_the_teacher_itself_and_ignores_padding():
+    import torch
+
+    torch.manual_seed(0)
+    start, end = torch.randn(3, 7), torch.randn(3, 7)
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[:, 5:] = 0
+    assert distillation_loss(start, end, start, end, mask, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    other = start.clone()
+    other[:, 5:] += 100.0  # differs only where the mask says padding
+    assert distillation_loss(other, end, start, end, mask, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation_loss(end, start, start, end, mask, 2.0).item() > 0.01
+
+
+def test_distils_from_teachers(tmp_path, tiny_reader):
+    teacher = train_reader(config(tmp_path / "t", tiny_reader, max_steps=2))
+    plain = train_reader(config(tmp_path / "a", tiny_reader, max_steps=2))
+    soft = train_reader(config(tmp_path / "b", tiny_reader, max_steps=2, teachers=(teacher.output_dir,) * 2,
+                               distill_weight=1.0))
+    assert soft.history != plain.history  # the loss now comes from the teachers' logits
+    saved = json.loads((tmp_path / "b" / "out" / "training.json").read_text())
+    assert saved["config"]["teachers"] == [teacher.output_dir] * 2
+    reader = TransformersReader(soft.output_dir, runtime="torch")
+    text = CONTEXTS["Alpha"]
+    answers = reader.read("When was it opened?", [Hit(Chunk("a#0", "a", 0, len(text), text), 1.0, 0)], min_score=0.0)
+    assert answers and all(text[a.span.start : a.span.end] == a.text for a in answers)
+    with pytest.raises(ValueError, match="distill_weight"):
+        config(tmp_path / "c", tiny_reader, distill_weight=2.0)
+
+
+def test_refuses_a_teacher_with_another_vocabulary(tmp_path, tiny_reader):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_reader, other)
+    tok = json.loads((other / "tokenizer.json").read_text())
+    vocab = tok["model"]["vocab"]
+    vocab["zzzunseen"] = vocab.pop("[unused0]")
+    (other / "tokenizer.json").write_text(json.dumps(tok))
+    (other / "vocab.txt").unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="teacher .*other.*tokenizer differs"):
+        train_reader(config(tmp_path / "s", tiny_reader, teachers=(str(other),)))
+
+
 def test_train_reader_help_documents_the_recipe():
     result = CliRunner().invoke(app, ["train-reader", "--help"])
     assert result.exit_code == 0
-    for word in ("--dev-article", "--max-length", "--doc-stride", "--learning-rate", "--device", "--resume"):
+    for word in ("--dev-article", "--max-length", "--doc-stride", "--learning-rate", "--device", "--resume",
+                 "--teacher", "--distill-weight"):
         assert word in result.output
