@@ -412,8 +412,9 @@ def train_reader(
 
     Recipe: windows of MAX_LENGTH tokens with DOC_STRIDE overlap; unanswerable (v2.0) questions
     point at [CLS] so the reader learns to abstain; AdamW with warm-up and linear decay;
-    length-bucketed batches. Optionally distilled from --teacher readers. Deterministic for a seed. At the end, EM/F1 and no-answer accuracy
-    on the --dev-article titles (held out of training) are printed and saved in training.json.
+    length-bucketed batches; optionally distilled from --teacher readers. Deterministic for a seed.
+    At the end, EM/F1 and no-answer accuracy on the --dev-article titles (held out of training) are
+    printed and saved in training.json.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from transformers.utils import logging as hf_logging

@@ -462,7 +462,9 @@ def train_reader(
                     outs = [t(input_ids=ids, attention_mask=mask, token_type_ids=types) for t in teachers]
                     t_start = torch.stack([o.start_logits for o in outs]).mean(0)
                     t_end = torch.stack([o.end_logits for o in outs]).mean(0)
-                soft = distillation_loss(res.start_logits, res.end_logits, t_start, t_end, mask, cfg.distill_temperature)
+                soft = distillation_loss(
+                    res.start_logits, res.end_logits, t_start, t_end, mask, cfg.distill_temperature
+                )
                 loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * soft
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
