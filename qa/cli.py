@@ -388,10 +388,10 @@ def train_reader(
         "--dev-article", help="Title of an article held out and scored at the end (repeat).")] = None,
     max_length: Annotated[int, typer.Option(help="Tokens per window (question + passage).")] = 256,
     doc_stride: Annotated[int, typer.Option(help="Overlap of windows over a long paragraph.")] = 128,
-    epochs: Annotated[float, typer.Option(help="Passes over the training windows.")] = 2.0,
+    epochs: Annotated[float, typer.Option(help="Passes over the training windows.")] = 5.0,
     batch_size: Annotated[int, typer.Option()] = 32,
     learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate (10% warm-up, linear decay).")]
-    = 1.5e-4,
+    = 1e-4,
     seed: Annotated[int, typer.Option()] = 13,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,

@@ -32,7 +32,7 @@ class TrainConfig:
     dev_articles: tuple[str, ...] = ()  # titles held out of training and scored at the end
     max_length: int = 256
     doc_stride: int = 128
-    epochs: float = 2.0
+    epochs: float = 5.0
     batch_size: int = 32
     learning_rate: float = 1e-4
     warmup_ratio: float = 0.1

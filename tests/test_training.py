@@ -158,6 +158,29 @@ def test_refuses_a_teacher_with_another_vocabulary(tmp_path, tiny_reader):
         train_reader(config(tmp_path / "s", tiny_reader, teachers=(str(other),)))
 
 
+def test_cli_defaults_are_the_recipe_defaults(tmp_path, monkeypatch):
+    """`qa train-reader` passes TrainConfig's own defaults unless an option is given (one recipe, not two)."""
+    import dataclasses
+
+    import qa.training as training
+
+    seen = {}
+
+    def fake(cfg, progress=None):
+        seen["cfg"] = cfg
+        return training.TrainResult(output_dir=cfg.output_dir, steps=0, seconds=0.0, train_questions=0,
+                                    train_features=0)
+
+    monkeypatch.setattr(training, "train_reader", fake)
+    train = squad_file(tmp_path / "train.json")
+    result = CliRunner().invoke(app, ["train-reader", str(train), "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    given = {"train_files", "output_dir"}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in given:
+            assert getattr(seen["cfg"], f.name) == f.default, f.name
+
+
 def test_train_reader_help_documents_the_recipe():
     result = CliRunner().invoke(app, ["train-reader", "--help"])
     assert result.exit_code == 0
