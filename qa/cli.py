@@ -404,7 +404,7 @@ def train_reader(
         "--teacher", help="Reader (folder or Hugging Face id) whose logits, averaged over every --teacher, the model "
         "also learns from: knowledge distillation (repeat; same tokenizer).")] = None,
     distill_weight: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="Share of the loss from the teachers' soft targets (the rest: the gold spans).")] = 0.5,
+        min=0.0, max=1.0, help="Share of the loss from the teachers' soft targets (the rest: the gold spans).")] = 0.9,
     distill_temperature: Annotated[float, typer.Option(
         min=0.01, help="Softmax temperature of the distillation targets.")] = 2.0,
 ) -> None:
