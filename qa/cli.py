@@ -60,7 +60,7 @@ ReaderOpt = Annotated[
 RuntimeOpt = Annotated[
     str | None,
     typer.Option(
-        "--runtime", help="Reader runtime: auto (ONNX fp32 for a local model), onnx, onnx-int8 (less exact), torch."
+        "--runtime", help="Reader runtime: auto (ONNX fp32 for a local model), onnx, onnx-int8 (faster), torch."
     ),
 ]
 MinScore = Annotated[

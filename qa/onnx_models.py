@@ -37,6 +37,11 @@ def weights_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def reader_cache_kind(int8: bool) -> str:
+    """Name of a reader's export in the model cache ("-pc": per-channel int8; older per-tensor files are not reused)."""
+    return "reader-int8-pc" if int8 else "reader"
+
+
 def cached_onnx_path(model_path: str, kind: str) -> Path | None:
     """Where the ONNX export of a local model folder is cached; None for a hub id (no export)."""
     p = Path(model_path)
@@ -86,7 +91,8 @@ def _export(module, sample: dict, target: Path, outputs: list[str], *, quantize:
             final = Path(tmp) / "model-int8.onnx"
             logging.disable(logging.WARNING)  # onnxruntime's advice on pre-processing goes to the root logger
             try:
-                quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8)
+                # Per-channel scales: per-tensor int8 cost the shipped reader 3.9 F1, per-channel 0.1.
+                quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8, per_channel=True)
             finally:
                 logging.disable(logging.NOTSET)
         os.replace(final, target)

@@ -140,10 +140,10 @@ class TransformersReader:
 
     def _load_onnx(self) -> bool:
         """Open (exporting once if needed) the ONNX session, fp32 or int8; False when it cannot be used."""
-        from qa.onnx_models import cached_onnx_path, export_reader, session
+        from qa.onnx_models import cached_onnx_path, export_reader, reader_cache_kind, session
 
         int8 = self.runtime == "onnx-int8"
-        target = cached_onnx_path(self.path, "reader-int8" if int8 else "reader")
+        target = cached_onnx_path(self.path, reader_cache_kind(int8))
         if target is None:
             return False
         try:
