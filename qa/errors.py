@@ -51,5 +51,9 @@ class ModelLoadError(QAError):
     """A model (embedder or reader) cannot be loaded."""
 
 
+class TrainingDataError(QAError):
+    """The training files give the reader recipe nothing to train on."""
+
+
 class QuestionError(QAError):
     """The question is empty or otherwise unusable."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.chunking import sentence_spans
+from qa.errors import ModelLoadError, TrainingDataError
 from qa.metrics import exact_match, f1_score, max_over_gold, normalize_answer
 from qa.spans import decode_window
 from qa.squad import SquadQuestion, load_squad
@@ -251,15 +252,30 @@ def distillation_loss(student_start, student_end, teacher_start, teacher_end, ma
 
 def _load_teachers(cfg: TrainConfig, tokenizer, torch) -> list:
     """The teacher readers in eval mode on the run's device; each must share the student's vocabulary."""
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-
     teachers = []
     for path in cfg.teachers:
-        if AutoTokenizer.from_pretrained(path).get_vocab() != tokenizer.get_vocab():
-            raise ValueError(f"teacher {path}: its tokenizer differs from the student's; logits cannot be compared")
-        model = AutoModelForQuestionAnswering.from_pretrained(path, dtype=torch.float32).to(cfg.device)
-        teachers.append(model.eval().requires_grad_(False))
+        tok, model = _load_qa_model(path, torch, f"teacher {path!r}")
+        if tok.get_vocab() != tokenizer.get_vocab():
+            raise ModelLoadError(f"teacher {path!r}: its tokenizer differs from the student's, so logits do not align")
+        teachers.append(model.to(cfg.device).eval().requires_grad_(False))
     return teachers
+
+
+def _load_qa_model(path: str, torch, what: str):
+    """(fast tokenizer, fp32 question-answering model) of ``path``; ModelLoadError naming ``what`` if not.
+
+    fp32 even when the folder holds fp16 weights (a shipped reader, say): training keeps fp32 masters.
+    """
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForQuestionAnswering.from_pretrained(path, dtype=torch.float32)
+    except Exception as exc:  # noqa: BLE001 - any load failure is reported with the model named
+        raise ModelLoadError(f"cannot load {what}: {exc}") from exc
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(f"{what}: a fast tokenizer is needed for offset mappings")
+    return tokenizer, model
 
 
 def predict_paragraph_answers(
@@ -387,25 +403,24 @@ def train_reader(
         What was trained, where it was saved, and the dev scores when dev articles were given.
     """
     import torch
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+    from transformers import AutoModelForQuestionAnswering
 
     t0 = time.time()
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     base = cfg.base_model or default_base_model()
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"{base}: a fast tokenizer is needed for offset mappings")
-    # fp32 master weights even when the base was saved in fp16 (a shipped reader, say).
-    model = AutoModelForQuestionAnswering.from_pretrained(base, dtype=torch.float32).to(cfg.device)
+    tokenizer, model = _load_qa_model(base, torch, f"base model {base!r}")
+    model = model.to(cfg.device)
 
     teachers = _load_teachers(cfg, tokenizer, torch)
 
     titles = set(cfg.dev_articles)
     train_ex, _ = _collect(cfg.train_files, titles, keep=False)
     if not train_ex:
-        raise ValueError("no training questions: every article is a dev article, or the files are empty")
+        raise TrainingDataError(
+            f"no training questions in {', '.join(cfg.train_files)}: every article is a dev article or has none"
+        )
     train_ex = _add_negatives(train_ex, cfg.synthetic_negatives, cfg.seed)
     feats = _featurize(tokenizer, train_ex, cfg.max_length, cfg.doc_stride)
     steps_per_epoch = math.ceil(len(feats) / cfg.batch_size)

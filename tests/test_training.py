@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from qa.cli import app
+from qa.errors import ModelLoadError
 from qa.reader import TransformersReader
 from qa.schema import Chunk, Hit
 from qa.training import TrainConfig, distillation_loss, synthetic_negative, train_reader
@@ -154,8 +155,19 @@ def test_refuses_a_teacher_with_another_vocabulary(tmp_path, tiny_reader):
     vocab["zzzunseen"] = vocab.pop("[unused0]")
     (other / "tokenizer.json").write_text(json.dumps(tok))
     (other / "vocab.txt").unlink(missing_ok=True)
-    with pytest.raises(ValueError, match="teacher .*other.*tokenizer differs"):
+    with pytest.raises(ModelLoadError, match="teacher .*other.*tokenizer differs"):
         train_reader(config(tmp_path / "s", tiny_reader, teachers=(str(other),)))
+
+
+def test_cli_names_a_missing_teacher_and_training_without_questions(tmp_path, tiny_reader):
+    train = squad_file(tmp_path / "train.json")
+    base = ["train-reader", str(train), "--output", str(tmp_path / "out"), "--base-model", str(tiny_reader),
+            "--max-steps", "1"]
+    result = CliRunner().invoke(app, [*base, "--teacher", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1 and "teacher" in result.output and "nowhere" in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(app, [*base, "--dev-article", "Alpha", "--dev-article", "Beta"])
+    assert result.exit_code == 1 and "no training questions" in result.output and "train.json" in result.output
 
 
 def test_cli_defaults_are_the_recipe_defaults(tmp_path, monkeypatch):
