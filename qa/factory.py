@@ -36,12 +36,12 @@ def prepare_models(settings: Settings | None = None) -> None:
 
 def models_ready(settings: Settings) -> bool:
     """True when the ONNX files the settings' models need are built (or none can be built)."""
-    from qa.onnx_models import cached_onnx_path, is_mean_pooling_embedder, reader_cache_kind
+    from qa.onnx_models import cached_onnx_path, embedder_cache_kind, is_mean_pooling_embedder, reader_cache_kind
 
     kind = reader_cache_kind(settings.reader_runtime == "onnx-int8")
     needed = [cached_onnx_path(settings.reader_path, kind)] if settings.reader_runtime != "torch" else []
     if is_mean_pooling_embedder(settings.embedder_path):
-        needed.append(cached_onnx_path(settings.embedder_path, "embedder"))
+        needed.append(cached_onnx_path(settings.embedder_path, embedder_cache_kind()))
     return all(p is None or p.exists() for p in needed)
 
 

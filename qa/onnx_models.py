@@ -23,6 +23,9 @@ from qa.config import model_cache_dir
 log = logging.getLogger(__name__)
 
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+#: Part of every cache name: a new export recipe gets new files instead of reusing older exports.
+#: 2: eager attention traced and ONNX Runtime's transformer fusions applied (see :func:`_fuse`).
+EXPORT_VERSION = 2
 
 
 def weights_digest(path: Path) -> str:
@@ -38,8 +41,13 @@ def weights_digest(path: Path) -> str:
 
 
 def reader_cache_kind(int8: bool) -> str:
-    """Name of a reader's export in the model cache ("-pc": per-channel int8; older per-tensor files are not reused)."""
-    return "reader-int8-pc" if int8 else "reader"
+    """Name of a reader's export in the model cache (per-channel int8, or fp32)."""
+    return f"reader-int8-pc-v{EXPORT_VERSION}" if int8 else f"reader-v{EXPORT_VERSION}"
+
+
+def embedder_cache_kind() -> str:
+    """Name of a query encoder's export in the model cache."""
+    return f"embedder-v{EXPORT_VERSION}"
 
 
 def cached_onnx_path(model_path: str, kind: str) -> Path | None:
@@ -61,8 +69,54 @@ def session(path: Path, threads: int | None = None):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def _export(module, sample: dict, target: Path, outputs: list[str], *, quantize: bool) -> Path:
-    """Trace ``module`` to ONNX (dynamic batch and length), optionally int8-quantize, move into place."""
+def _attention_shape(config) -> tuple[int, int]:
+    """(heads, hidden size) of a transformers config; 0 where unknown (the optimizer then reads the graph)."""
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", None) or 0
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "dim", None) or 0
+    return int(heads), int(hidden)
+
+
+def _run(path: Path, sample: dict) -> list[np.ndarray]:
+    sess = session(path)
+    names = {i.name for i in sess.get_inputs()}
+    return sess.run(None, {k: v.numpy() for k, v in sample.items() if k in names})
+
+
+def _fuse(src: Path, dst: Path, sample: dict, heads: int, hidden: int) -> Path:
+    """``src`` with ONNX Runtime's transformer fusions (one Attention op per layer, SkipLayerNorm, BiasGelu).
+
+    Checked on ``sample`` (padded, so the mask is exercised) against the unfused graph; where the
+    fusions do not apply or the outputs move by more than 1e-3, ``src`` is returned unchanged.
+    On 2 cores the fused reader ran 5 windows of 176-256 tokens in 249 ms against 299 ms for the
+    graph traced from PyTorch's default (sdpa) attention, with logits equal to 1e-5.
+    """
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        logging.disable(logging.WARNING)  # the optimizer's notes on fusions it could not apply
+        try:
+            model = optimize_model(str(src), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=1)
+            fused = model.get_fused_operator_statistics()
+            if not fused.get("Attention"):
+                log.info("no attention subgraph to fuse in %s; kept as traced", src)
+                return src
+            model.save_model_to_file(str(dst))
+        finally:
+            logging.disable(logging.NOTSET)
+        want, got = _run(src, sample), _run(dst, sample)
+        if all(np.allclose(a, b, atol=1e-3, rtol=1e-3) for a, b in zip(want, got, strict=True)):
+            return dst
+        log.warning("the fused ONNX graph changed the outputs; kept the unfused one")
+    except Exception as exc:  # noqa: BLE001 - the unfused graph is correct, only slower
+        log.warning("ONNX transformer fusion failed (%s); kept the unfused graph", exc)
+    return src
+
+
+def _export(
+    module, sample: dict, target: Path, outputs: list[str], *, quantize: bool, attention: tuple[int, int] | None
+) -> Path:
+    """Trace ``module`` to ONNX (dynamic batch and length), fuse where ``attention`` (heads, hidden)
+    is given, optionally int8-quantize, move into place."""
     import torch
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -85,14 +139,19 @@ def _export(module, sample: dict, target: Path, outputs: list[str], *, quantize:
                 dynamo=False,
             )
         final = fp32
+        if attention is not None:
+            final = _fuse(fp32, Path(tmp) / "model-fused.onnx", sample, *attention)
         if quantize:
+            import onnx
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            final = Path(tmp) / "model-int8.onnx"
+            source, final = final, Path(tmp) / "model-int8.onnx"
             logging.disable(logging.WARNING)  # onnxruntime's advice on pre-processing goes to the root logger
             try:
                 # Per-channel scales: per-tensor int8 cost the shipped reader 3.9 F1, per-channel 0.1.
-                quantize_dynamic(str(fp32), str(final), weight_type=QuantType.QInt8, per_channel=True)
+                # The default tensor type covers outputs of fused ops, which shape inference cannot type.
+                quantize_dynamic(str(source), str(final), weight_type=QuantType.QInt8, per_channel=True,
+                                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
             finally:
                 logging.disable(logging.NOTSET)
         os.replace(final, target)
@@ -124,7 +183,11 @@ def export_reader(model_path: str, target: Path, *, quantize: bool = False) -> P
     from transformers import AutoModelForQuestionAnswering
 
     _quiet_transformers()
-    model = AutoModelForQuestionAnswering.from_pretrained(model_path, dtype=torch.float32).eval()
+    # Eager attention traces to plain MatMul/Softmax that ONNX Runtime fuses into its Attention op;
+    # the sdpa trace does not fuse and ran 11 % slower even unfused.
+    model = AutoModelForQuestionAnswering.from_pretrained(
+        model_path, dtype=torch.float32, attn_implementation="eager"
+    ).eval()
 
     class _QA(torch.nn.Module):
         def __init__(self, m):
@@ -135,7 +198,8 @@ def export_reader(model_path: str, target: Path, *, quantize: bool = False) -> P
             out = self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
             return out.start_logits, out.end_logits
 
-    return _export(_QA(model), _sample_inputs(model_path), target, ["start_logits", "end_logits"], quantize=quantize)
+    return _export(_QA(model), _sample_inputs(model_path), target, ["start_logits", "end_logits"], quantize=quantize,
+                   attention=_attention_shape(model.config))
 
 
 def export_query_encoder(model_path: str, target: Path) -> Path:
@@ -144,7 +208,7 @@ def export_query_encoder(model_path: str, target: Path) -> Path:
     from transformers import AutoModel
 
     _quiet_transformers()
-    model = AutoModel.from_pretrained(model_path, dtype=torch.float32).eval()
+    model = AutoModel.from_pretrained(model_path, dtype=torch.float32, attn_implementation="eager").eval()
 
     class _Mean(torch.nn.Module):
         def __init__(self, m):
@@ -159,7 +223,8 @@ def export_query_encoder(model_path: str, target: Path) -> Path:
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
-    return _export(_Mean(model), _sample_inputs(model_path), target, ["embedding"], quantize=False)
+    return _export(_Mean(model), _sample_inputs(model_path), target, ["embedding"], quantize=False,
+                   attention=_attention_shape(model.config))
 
 
 def is_mean_pooling_embedder(model_path: str) -> bool:
@@ -217,7 +282,7 @@ def prepare_query_encoder(model_name: str, model_path: str, threads: int | None 
     """The ONNX query encoder for a local mean-pooling embedder, exporting it once; None when unsupported."""
     if not is_mean_pooling_embedder(model_path):
         return None
-    target = cached_onnx_path(model_path, "embedder")
+    target = cached_onnx_path(model_path, embedder_cache_kind())
     if target is None:
         return None
     try:

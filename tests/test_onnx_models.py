@@ -1,0 +1,104 @@
+"""ONNX exports: the fused graphs answer like the model they come from, and fusion never breaks an export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qa import onnx_models
+from qa.onnx_models import export_reader
+
+
+def _op_types(path) -> set[str]:
+    import onnx
+
+    return {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+
+
+def _torch_logits(model_path, feed):
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    model = AutoModelForQuestionAnswering.from_pretrained(model_path, dtype=torch.float32).eval()
+    with torch.inference_mode():
+        out = model(**{k: torch.as_tensor(v) for k, v in feed.items()})
+    return out.start_logits.numpy(), out.end_logits.numpy()
+
+
+def _feed(model_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    enc = tok(["When did the wall fall?", "Who?"], ["The Berlin Wall fell in 1989, in November.", "Jean."],
+              padding=True, return_tensors="np")
+    return {k: enc[k].astype(np.int64) for k in onnx_models.ONNX_INPUTS}
+
+
+def test_reader_export_is_fused_and_matches_torch(tmp_path, tiny_reader):
+    target = export_reader(str(tiny_reader), tmp_path / "fp32" / "model.onnx")
+    assert {"Attention", "SkipLayerNormalization"} <= _op_types(target)
+    feed = _feed(tiny_reader)  # padded: the fused attention must honour the mask
+    start, end = onnx_models.session(target).run(["start_logits", "end_logits"], feed)
+    want_start, want_end = _torch_logits(tiny_reader, feed)
+    mask = feed["attention_mask"].astype(bool)
+    np.testing.assert_allclose(start[mask], want_start[mask], atol=1e-4)
+    np.testing.assert_allclose(end[mask], want_end[mask], atol=1e-4)
+
+
+def test_int8_export_quantizes_the_fused_graph(tmp_path, tiny_reader):
+    target = export_reader(str(tiny_reader), tmp_path / "int8" / "model.onnx", quantize=True)
+    ops = _op_types(target)
+    assert "DynamicQuantizeMatMul" in ops or "MatMulInteger" in ops or "QAttention" in ops, ops
+    start, _ = onnx_models.session(target).run(["start_logits", "end_logits"], _feed(tiny_reader))
+    assert np.isfinite(start).all()
+
+
+def test_failed_fusion_keeps_the_traced_graph(tmp_path, tiny_reader, monkeypatch, caplog):
+    import onnxruntime.transformers.optimizer as optimizer
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("fusion exploded")
+
+    monkeypatch.setattr(optimizer, "optimize_model", broken)
+    target = export_reader(str(tiny_reader), tmp_path / "plain" / "model.onnx")
+    assert "Attention" not in _op_types(target)
+    assert "fusion exploded" in caplog.text
+    start, _ = onnx_models.session(target).run(["start_logits", "end_logits"], _feed(tiny_reader))
+    assert np.isfinite(start).all()
+
+
+def test_fusion_that_changes_outputs_is_refused(tmp_path, tiny_reader, monkeypatch, caplog):
+    real_run = onnx_models._run
+    calls = []
+
+    def drifting(path, sample):
+        calls.append(path)
+        out = real_run(path, sample)
+        return out if len(calls) == 1 else [o + 1.0 for o in out]  # the fused graph's outputs, moved
+
+    monkeypatch.setattr(onnx_models, "_run", drifting)
+    target = export_reader(str(tiny_reader), tmp_path / "drift" / "model.onnx")
+    assert len(calls) == 2
+    assert "Attention" not in _op_types(target)
+    assert "changed the outputs" in caplog.text
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_cache_names_carry_the_export_version(int8):
+    assert onnx_models.reader_cache_kind(int8).endswith(f"-v{onnx_models.EXPORT_VERSION}")
+    assert onnx_models.embedder_cache_kind().endswith(f"-v{onnx_models.EXPORT_VERSION}")
+
+
+def test_fused_query_encoder_gives_the_index_embedders_vectors():
+    """Questions are embedded by the fused ONNX graph, passages by sentence-transformers: same vectors."""
+    from qa.config import Settings
+    from qa.embedding import SentenceTransformerEmbedder
+
+    settings = Settings()
+    encoder = onnx_models.prepare_query_encoder(settings.embedder_name, settings.embedder_path)
+    assert encoder is not None
+    assert "Attention" in _op_types(onnx_models.cached_onnx_path(settings.embedder_path,
+                                                                 onnx_models.embedder_cache_kind()))
+    reference = SentenceTransformerEmbedder(settings.embedder_name, settings.embedder_path)
+    for question in ("When was ISIS-K formed?", "Who won the 2024 Eurovision Song Contest?", "x"):
+        np.testing.assert_allclose(encoder.encode_query(question), reference.encode_query(question), atol=1e-5)
