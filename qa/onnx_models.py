@@ -26,6 +26,9 @@ ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 #: Part of every cache name: a new export recipe gets new files instead of reusing older exports.
 #: 2: eager attention traced and ONNX Runtime's transformer fusions applied (see :func:`_fuse`).
 EXPORT_VERSION = 2
+#: Cache folder names (before the weights' digest) of earlier recipes, deleted once a current export
+#: of the same weights is written: this version never reads them again.
+SUPERSEDED_KINDS = ("reader", "reader-int8", "reader-int8-pc", "embedder")
 
 
 def weights_digest(path: Path) -> str:
@@ -155,7 +158,29 @@ def _export(
             finally:
                 logging.disable(logging.NOTSET)
         os.replace(final, target)
+    remove_superseded(target)
     return target
+
+
+def remove_superseded(target: Path) -> list[Path]:
+    """Delete cache folders of earlier export recipes for the weights ``target`` was exported from.
+
+    ``target`` is ``<cache>/<kind>-<digest>/model.onnx``; anything else is left alone. Returns what was deleted.
+    """
+    import shutil
+
+    folder = target.parent
+    kind, sep, digest = folder.name.rpartition("-")
+    if not sep or not kind.endswith(f"-v{EXPORT_VERSION}"):
+        return []
+    removed = []
+    for old in SUPERSEDED_KINDS:
+        stale = folder.parent / f"{old}-{digest}"
+        if stale.is_dir() and stale != folder:
+            shutil.rmtree(stale, ignore_errors=True)
+            removed.append(stale)
+            log.info("removed %s (an earlier export recipe of the same model)", stale)
+    return removed
 
 
 def _quiet_transformers() -> None:

@@ -102,3 +102,16 @@ def test_fused_query_encoder_gives_the_index_embedders_vectors():
     reference = SentenceTransformerEmbedder(settings.embedder_name, settings.embedder_path)
     for question in ("When was ISIS-K formed?", "Who won the 2024 Eurovision Song Contest?", "x"):
         np.testing.assert_allclose(encoder.encode_query(question), reference.encode_query(question), atol=1e-5)
+
+
+def test_a_new_export_removes_earlier_recipes_of_the_same_weights(tmp_path, tiny_reader):
+    cache = tmp_path / "cache"
+    digest = onnx_models.weights_digest(tiny_reader)
+    for name in (f"reader-{digest}", f"reader-int8-pc-{digest}", "reader-0123456789abcdef", "notes"):
+        (cache / name).mkdir(parents=True)
+        (cache / name / "model.onnx").write_bytes(b"old")
+    target = cache / f"{onnx_models.reader_cache_kind(False)}-{digest}" / "model.onnx"
+    export_reader(str(tiny_reader), target)
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        ["reader-0123456789abcdef", "notes", target.parent.name]  # other weights and foreign folders stay
+    )
