@@ -423,6 +423,8 @@ def run_bench(
                     "--top-k", str(top_k), "--retriever", s.retriever]
             if settings.reader is not None:
                 argv += ["--reader", settings.reader]
+            if settings.reader_runtime != Settings().reader_runtime:
+                argv += ["--runtime", settings.reader_runtime]
             total = 2 * cold_runs + 1
             report("start-up", 0, total)
             _time_process(argv)  # untimed: builds any missing ONNX cache, warms the file cache

@@ -337,6 +337,7 @@ def bench(
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Passages handed to the reader.")] = 5,
     retriever: RetrieverOpt = None,
     reader: ReaderOpt = None,
+    runtime: RuntimeOpt = None,
     embedder: Annotated[str | None, typer.Option(help="Embedder: a Hugging Face id or local folder.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the question sample.")] = 13,
     skip_cold_start: Annotated[bool, typer.Option(help="Skip the fresh `qa ask` and `qa --help` processes.")]
@@ -350,7 +351,8 @@ def bench(
     """Benchmark on a SQuAD file: indexing speed, query latency, cold start, memory and answer quality."""
     from qa import bench as qa_bench
 
-    settings = _settings(retriever=retriever, reader=reader, embedder=embedder, passages_k=top_k)
+    settings = _settings(retriever=retriever, reader=reader, embedder=embedder, passages_k=top_k,
+                         reader_runtime=runtime)
     report = _run(lambda: _with_progress(lambda update: qa_bench.run_bench(
         squad, settings=settings, questions=questions, seed=seed, cold_start=not skip_cold_start,
         cold_runs=cold_runs, progress=update)))

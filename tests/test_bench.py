@@ -69,6 +69,26 @@ def test_bench_cli_prints_table_and_writes_json(tmp_path, tiny_reader):
     for key in ("exact_match", "f1", "recall_at_5"):
         assert isinstance(d["quality"][key], float) and 0.0 <= d["quality"][key] <= 100.0
     assert d["top_k"] == 5 and d["retriever"] == "hybrid"
+    assert d["reader_runtime"] == "onnx"
+
+
+def test_bench_runs_the_runtime_asked_for(tmp_path, tiny_reader, monkeypatch):
+    """--runtime reaches the timed questions and the fresh `qa ask` processes."""
+    import qa.bench
+
+    squad = tmp_path / "tiny-squad.json"
+    squad.write_text(json.dumps(TINY_SQUAD), encoding="utf-8")
+    launched = []
+    real = qa.bench._time_process
+    monkeypatch.setattr(qa.bench, "_time_process", lambda argv: launched.append(list(argv)) or real(argv))
+    result = CliRunner().invoke(
+        app, ["bench", str(squad), "--reader", str(tiny_reader), "--runtime", "torch", "--questions", "2",
+              "--cold-runs", "1", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["reader_runtime"] == "torch"
+    asks = [argv for argv in launched if "ask" in argv]
+    assert asks and all(argv[argv.index("--runtime") + 1] == "torch" for argv in asks)
 
 
 def test_sample_questions_is_deterministic_and_spread_over_articles():
