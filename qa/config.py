@@ -52,8 +52,9 @@ class Settings:
     reader_max_length: int = 256  # tokens per reader window (question + passage)
     reader_stride: int = 96  # overlap of windows over a passage longer than one window
     # "auto": ONNX Runtime fp32 for a local model folder, else torch; "onnx" (fp32), "onnx-int8"
-    # (per-channel int8 weights: end-to-end p50 195 vs 231 ms; F1 72.22 vs 72.33 on the shipped reader's dev articles,
-    # but 63.3 vs 64.3 end to end, beyond the 0.5-point budget), or "torch" (fp32).
+    # (per-channel int8 weights: `qa bench` e2e p50 170 vs 204 ms, but F1 79.10 vs 80.54 there; on the shipped
+    # reader's dev articles 72.70 vs 72.33 and end to end 64.06 vs 64.30: not clearly within the 0.5-point
+    # budget, MODEL_CARD.md), or "torch" (fp32).
     reader_runtime: str = "auto"
 
     # Locations and hardware.
