@@ -52,8 +52,8 @@ class Settings:
     reader_max_length: int = 256  # tokens per reader window (question + passage)
     reader_stride: int = 96  # overlap of windows over a passage longer than one window
     # "auto": ONNX Runtime fp32 for a local model folder, else torch; "onnx" (fp32), "onnx-int8"
-    # (per-channel int8 weights: `qa bench` e2e p50 170 vs 204 ms, but F1 79.10 vs 80.54 there; on the shipped
-    # reader's dev articles 72.70 vs 72.33 and end to end 64.06 vs 64.30: not clearly within the 0.5-point
+    # (per-channel 7-bit weights: `qa bench` e2e p50 161 vs 204 ms, but F1 79.72 vs 80.54 there; on the shipped
+    # reader's dev articles 72.42 vs 72.33 and end to end 63.95 vs 64.30: not clearly within the 0.5-point
     # budget, MODEL_CARD.md), or "torch" (fp32).
     reader_runtime: str = "auto"
 

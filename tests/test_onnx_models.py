@@ -45,10 +45,15 @@ def test_reader_export_is_fused_and_matches_torch(tmp_path, tiny_reader):
     np.testing.assert_allclose(end[mask], want_end[mask], atol=1e-4)
 
 
-def test_int8_export_quantizes_the_fused_graph(tmp_path, tiny_reader):
+def test_int8_export_quantizes_the_fused_graph_but_not_the_answer_head(tmp_path, tiny_reader):
+    import onnx
+
     target = export_reader(str(tiny_reader), tmp_path / "int8" / "model.onnx", quantize=True)
     ops = _op_types(target)
     assert "DynamicQuantizeMatMul" in ops or "MatMulInteger" in ops or "QAttention" in ops, ops
+    nodes = onnx.load(str(target), load_external_data=False).graph.node
+    head = [n.op_type for n in nodes if "qa_outputs" in n.name]
+    assert "MatMul" in head and not {"MatMulInteger", "DynamicQuantizeMatMul"} & set(head)  # still fp32
     start, _ = onnx_models.session(target).run(["start_logits", "end_logits"], _feed(tiny_reader))
     assert np.isfinite(start).all()
 
