@@ -44,7 +44,7 @@ def weights_digest(path: Path) -> str:
 
 
 def reader_cache_kind(int8: bool) -> str:
-    """Name of a reader's export in the model cache (per-channel int8, or fp32)."""
+    """Name of a reader's export in the model cache: per-channel 7-bit int8 ("rr", reduce_range) or fp32."""
     return f"reader-int8-rr-v{EXPORT_VERSION}" if int8 else f"reader-v{EXPORT_VERSION}"
 
 
