@@ -196,10 +196,28 @@ def ask(
         _out().print(render_result(result))
 
 
-def _ask_once(settings, question: str, top_k, min_score):
+def _open_assistant(settings):
+    """Assistant.open, under a status line when the ONNX models must be built first (about 20 s, once)."""
+    from qa.factory import models_ready
     from qa.pipeline import Assistant
 
-    assistant = Assistant.open(settings=settings)
+    if models_ready(settings):
+        return Assistant.open(settings=settings)
+    _quiet_libraries()
+    with _err().status("Preparing the models for fast answers (once)…"):
+        assistant = Assistant.open(settings=settings)
+        warm_up = getattr(assistant.reader, "warm_up", None)
+        if warm_up is not None:
+            try:
+                warm_up()
+            except BaseException:
+                assistant.close()
+                raise
+    return assistant
+
+
+def _ask_once(settings, question: str, top_k, min_score):
+    assistant = _open_assistant(settings)
     try:
         return assistant.ask(question, top_k=top_k, min_score=min_score)
     finally:
@@ -216,10 +234,9 @@ def chat(
 ) -> None:
     """Chat with your documents: ask one question after another (:help inside lists commands)."""
     from qa.chat import chat_loop, prompt_reader
-    from qa.pipeline import Assistant
 
     settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader)
-    assistant = _run(lambda: Assistant.open(settings=settings))
+    assistant = _run(lambda: _open_assistant(settings))
     history = Path(assistant.settings.index_dir) / ".chat_history"
     _run(lambda: chat_loop(
         lambda q, k: assistant.ask(q, top_k=k, min_score=min_score),

@@ -8,6 +8,7 @@ model cache, keyed by a hash of the weights, and written atomically.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -32,14 +33,25 @@ SUPERSEDED_KINDS = ("reader", "reader-int8", "reader-int8-pc", "reader-int8-pc-v
 
 
 def weights_digest(path: Path) -> str:
-    """A short hash of a local model folder's weights and config, to key files derived from it."""
+    """A short hash of a local model folder's weights and config, to key files derived from it.
+
+    Hashed once per process for the same files (names, sizes, modification times): hashing the
+    reader and the embedder takes about 0.1 s, and a question may ask for it more than once.
+    """
+    path = Path(path)
+    names = sorted(n for n in os.listdir(path) if n.endswith((".safetensors", ".bin")) or n == "config.json")
+    signature = tuple((n, (st := os.stat(path / n)).st_size, st.st_mtime_ns) for n in names)
+    return _digest(str(path.resolve()), signature)
+
+
+@functools.lru_cache(maxsize=32)
+def _digest(path: str, signature: tuple) -> str:
     h = hashlib.sha256()
-    for name in sorted(os.listdir(path)):
-        if name.endswith((".safetensors", ".bin")) or name == "config.json":
-            h.update(name.encode())
-            with open(path / name, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
+    for name, _, _ in signature:
+        h.update(name.encode())
+        with open(Path(path) / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()[:16]
 
 

@@ -59,6 +59,28 @@ def test_ask_json_with_any_reader(seed_index, tiny_reader):
         assert 0 <= p["start"] < p["end"] <= len(text)
 
 
+@pytest.mark.parametrize("ready", [False, True])
+def test_ask_builds_missing_models_under_a_status_line(seed_index, tiny_reader, monkeypatch, ready):
+    """After an upgrade the first question builds the ONNX files (about 20 s): the user is told why it waits."""
+    from rich.console import Console
+
+    import qa.factory
+    import qa.reader
+
+    shown, warmed = [], []
+    real_status, real_warm_up = Console.status, qa.reader.TransformersReader.warm_up
+    monkeypatch.setattr(qa.factory, "models_ready", lambda settings: ready)
+    monkeypatch.setattr(Console, "status", lambda self, msg, **kw: shown.append(msg) or real_status(self, msg, **kw))
+    monkeypatch.setattr(qa.reader.TransformersReader, "warm_up",
+                        lambda self: warmed.append(shown[:]) or real_warm_up(self))
+    result = runner.invoke(
+        app, ["ask", "When was ISIS-K formed?", "--index-dir", str(seed_index), "--reader", str(tiny_reader), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert shown == ([] if ready else ["Preparing the models for fast answers (once)…"])
+    assert warmed and warmed[0] == shown  # when not ready, the reader is loaded inside the status
+
+
 def test_ask_without_index_is_one_clear_line(tmp_path):
     result = runner.invoke(app, ["ask", "anything?", "--index-dir", str(tmp_path / "missing")])
     assert result.exit_code == 1

@@ -120,3 +120,17 @@ def test_a_new_export_removes_earlier_recipes_of_the_same_weights(tmp_path, tiny
     assert sorted(p.name for p in cache.iterdir()) == sorted(
         ["reader-0123456789abcdef", "notes", target.parent.name]  # other weights and foreign folders stay
     )
+
+
+def test_weights_digest_is_cached_but_follows_changed_files(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"a": 1}')
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (folder / "README.md").write_text("not part of the digest")
+    first = onnx_models.weights_digest(folder)
+    assert onnx_models.weights_digest(folder) == first
+    (folder / "README.md").write_text("changed, still not part of the digest")
+    assert onnx_models.weights_digest(folder) == first
+    (folder / "model.safetensors").write_bytes(b"other weights")
+    assert onnx_models.weights_digest(folder) != first
