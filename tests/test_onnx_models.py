@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from qa import onnx_models
 from qa.onnx_models import export_reader
@@ -88,10 +87,13 @@ def test_fusion_that_changes_outputs_is_refused(tmp_path, tiny_reader, monkeypat
     assert "changed the outputs" in caplog.text
 
 
-@pytest.mark.parametrize("int8", [False, True])
-def test_cache_names_carry_the_export_version(int8):
-    assert onnx_models.reader_cache_kind(int8).endswith(f"-v{onnx_models.EXPORT_VERSION}")
-    assert onnx_models.embedder_cache_kind().endswith(f"-v{onnx_models.EXPORT_VERSION}")
+def test_current_cache_names_are_distinct_and_never_superseded():
+    """An older recipe's file is never read (new names), and cleaning up never deletes a current one."""
+    current = {onnx_models.reader_cache_kind(False), onnx_models.reader_cache_kind(True),
+               onnx_models.embedder_cache_kind()}
+    assert len(current) == 3
+    assert not current & set(onnx_models.SUPERSEDED_KINDS)
+    assert all(kind.endswith(f"-v{onnx_models.EXPORT_VERSION}") for kind in current)
 
 
 def test_fused_query_encoder_gives_the_index_embedders_vectors():
