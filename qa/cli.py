@@ -6,7 +6,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -150,11 +151,10 @@ def _prepare_models(settings) -> None:
     """Build the ONNX models once, so the first `qa ask` is as fast as the rest; never fails the index."""
     from qa.factory import models_ready, prepare_models
 
-    _quiet_libraries()
     if models_ready(settings):
         return
     try:
-        with _err().status("Preparing the models for fast answers (once)…"):
+        with _preparing_models():
             prepare_models(settings)
     except QAError as exc:
         _err().print(f"warning: models not prepared: {exc}", markup=False, soft_wrap=True)
@@ -203,17 +203,22 @@ def _open_assistant(settings):
 
     if models_ready(settings):
         return Assistant.open(settings=settings)
+    with _preparing_models():
+        assistant = Assistant.open(settings=settings)
+        try:
+            getattr(assistant.reader, "warm_up", lambda: None)()
+        except BaseException:
+            assistant.close()
+            raise
+    return assistant
+
+
+@contextmanager
+def _preparing_models() -> Iterator[None]:
+    """The status line (and quiet libraries) while ONNX models are built: once per model and export recipe."""
     _quiet_libraries()
     with _err().status("Preparing the models for fast answers (once)…"):
-        assistant = Assistant.open(settings=settings)
-        warm_up = getattr(assistant.reader, "warm_up", None)
-        if warm_up is not None:
-            try:
-                warm_up()
-            except BaseException:
-                assistant.close()
-                raise
-    return assistant
+        yield
 
 
 def _ask_once(settings, question: str, top_k, min_score):

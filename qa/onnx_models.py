@@ -180,25 +180,22 @@ def _export(
     return target
 
 
-def remove_superseded(target: Path) -> list[Path]:
+def remove_superseded(target: Path) -> None:
     """Delete cache folders of earlier export recipes for the weights ``target`` was exported from.
 
-    ``target`` is ``<cache>/<kind>-<digest>/model.onnx``; anything else is left alone. Returns what was deleted.
+    ``target`` is ``<cache>/<kind>-<digest>/model.onnx``; anything else is left alone.
     """
     import shutil
 
     folder = target.parent
     kind, sep, digest = folder.name.rpartition("-")
     if not sep or not kind.endswith(f"-v{EXPORT_VERSION}"):
-        return []
-    removed = []
+        return
     for old in SUPERSEDED_KINDS:
         stale = folder.parent / f"{old}-{digest}"
         if stale.is_dir() and stale != folder:
             shutil.rmtree(stale, ignore_errors=True)
-            removed.append(stale)
             log.info("removed %s (an earlier export recipe of the same model)", stale)
-    return removed
 
 
 def _quiet_transformers() -> None:
