@@ -116,10 +116,12 @@ def _print_json(obj: Any) -> None:
 def index(
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders to index. [default: seeds/]")] = None,
     index_dir: IndexDir = None,
-    embedder: Annotated[str | None, typer.Option(help="Embedder: a Hugging Face id or local folder.")] = None,
-    chunk_size: Annotated[int | None, typer.Option(min=16, help="Passage size in embedder tokens. [default: 160]")]
-    = None,
-    overlap: Annotated[int | None, typer.Option(min=0, help="Overlap of passages in tokens. [default: 32]")] = None,
+    embedder: Annotated[str | None, typer.Option(
+        help="Embedder: a Hugging Face id or local folder. [default: the index's, else all-MiniLM-L6-v2]")] = None,
+    chunk_size: Annotated[int | None, typer.Option(
+        min=16, help="Passage size in embedder tokens. [default: the index's, else 160]")] = None,
+    overlap: Annotated[int | None, typer.Option(
+        min=0, help="Overlap of passages in tokens. [default: the index's, else 32]")] = None,
     prune: Annotated[bool, typer.Option(help="Remove indexed documents whose files are gone.")] = False,
     rebuild: Annotated[bool, typer.Option(help="Drop the index and build it again from PATHS (other embedder or "
                                           "chunking, or a damaged index).")] = False,
@@ -128,16 +130,26 @@ def index(
 ) -> None:
     """Index documents (.txt, .md, .html, .pdf): only new or changed ones are embedded again.
 
-    Unreadable files and missing paths are reported on one line each and skipped (exit 0).
+    Unreadable files and missing paths are reported on one line each and skipped (exit 0). An existing
+    index keeps the embedder and chunking it was built with; other ones need --rebuild.
 
-    Exit 1 on errors: another `qa index` is writing (see --wait), or a bad file with --on-error stop.
+    Exit 1 on errors: no path exists, nothing readable, another `qa index` is writing (see --wait), or a bad
+    file with --on-error stop.
     """
+    from qa.indexing import follow_index
     from qa.render import render_index_report
 
     settings = _settings(
         index_dir=str(index_dir) if index_dir else None, embedder=embedder, chunk_size=chunk_size,
         chunk_overlap=overlap, on_error=on_error,
     )
+    given = {name for name, value in (("embedder", embedder), ("chunk_size", chunk_size), ("chunk_overlap", overlap))
+             if value is not None}
+    try:
+        settings = follow_index(settings, settings.index_dir, given=given)
+    except ValueError as exc:
+        _error(str(exc))
+        raise typer.Exit(2) from None
     report = _run(lambda: _index_with_progress(paths or [Path("seeds")], settings, prune, rebuild, wait))
     _out().print(render_index_report(report))
     if rebuild:
@@ -302,7 +314,8 @@ def eval_(
     min_score: MinScore = None,
     sweep: Annotated[bool, typer.Option(help="Find the no-answer threshold that maximises F1; print the curve.")]
     = False,
-    save_threshold: Annotated[bool, typer.Option(help="With --sweep: store it in the index for `qa ask`.")] = False,
+    save_threshold: Annotated[bool, typer.Option(
+        help="With --sweep and a JSONL gold file: store it in the index for `qa ask`.")] = False,
     report: Annotated[Path | None, typer.Option(help="Write one row per question (.jsonl or .csv).")] = None,
     min_f1: Annotated[float | None, typer.Option(help="Exit 1 when F1 is below this (for CI).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
@@ -317,6 +330,11 @@ def eval_(
                          passages_k=top_k, reader_runtime=runtime)
     if save_threshold and not sweep:
         _error("--save-threshold needs --sweep")
+        raise typer.Exit(2)
+    if save_threshold and (mode != "pipeline" or _run(lambda: evaluation.load_gold(gold)).kind == "squad"):
+        # reader mode uses no index, and a SQuAD file is asked against a cache index of its own paragraphs
+        _error("--save-threshold stores the threshold in the index `qa ask` uses, so it needs --mode pipeline "
+               "and a JSONL gold file asked against that index")
         raise typer.Exit(2)
     if mode == "retrieval" and (sweep or min_f1 is not None):
         _error("--sweep and --min-f1 need the reader; --mode retrieval runs none")

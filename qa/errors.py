@@ -23,6 +23,10 @@ class IndexLockedError(QAError):
     """Another process is writing to the index."""
 
 
+class IndexChangedError(QAError):
+    """Another process changed a document of the index while a question was being answered."""
+
+
 class EmptyCorpusError(QAError):
     """No readable document was found."""
 

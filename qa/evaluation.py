@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -300,10 +301,11 @@ def load_gold(path: str | Path) -> GoldSet:
 
 
 def answer_in_text(answers: Sequence[str], text: str) -> bool:
-    """True when ``text`` contains a gold answer: verbatim, or as whole tokens after SQuAD normalisation."""
+    """True when ``text`` contains a gold answer as whole words: verbatim (not inside a longer word: "5" is not
+    in "2015", "Iran" not in "Iranian"), or as whole tokens after SQuAD normalisation."""
     norm_text = f" {normalize_answer(text)} "
     for ans in answers:
-        if ans and ans in text:
+        if ans and re.search(rf"(?<!\w){re.escape(ans)}(?!\w)", text):
             return True
         norm = normalize_answer(ans)
         if norm and f" {norm} " in norm_text:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from qa import factory
 from qa.config import Settings
-from qa.errors import DocumentError, EmptyCorpusError
+from qa.errors import DocumentError, EmptyCorpusError, QAError
 from qa.schema import Document
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,36 @@ class IndexReport:
 def text_digest(text: str) -> str:
     """Content hash that decides whether a document changed."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def follow_index(settings: Settings, index_dir: str | Path, *, given: Collection[str] = ()) -> Settings:
+    """``settings`` with the embedder and chunking an existing index was built with, except those named in
+    ``given`` (defaults < index manifest < explicit): adding to an index built with ``--chunk-size 200``
+    keeps chunking at 200. Unchanged when there is no readable index.
+
+    Raises:
+        ValueError: the index's chunking and an explicit one do not combine (overlap >= size).
+    """
+    from qa.config import PACKAGED_EMBEDDER
+    from qa.store import PassageStore
+
+    manifest = PassageStore.peek_manifest(index_dir)
+    if manifest is None:
+        return settings
+    changes: dict = {}
+    if "embedder" not in given:
+        changes["embedder"] = None if manifest.embedder == PACKAGED_EMBEDDER else manifest.embedder
+    if "chunk_size" not in given:
+        changes["chunk_size"] = manifest.chunk_size
+    if "chunk_overlap" not in given:
+        changes["chunk_overlap"] = manifest.chunk_overlap
+    try:
+        return replace(settings, **changes)
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc} (the index in {index_dir} was chunked with size {manifest.chunk_size} and overlap "
+            f"{manifest.chunk_overlap}; give both --chunk-size and --overlap)"
+        ) from None
 
 
 def index_status(index_dir: str | Path) -> dict:
@@ -110,7 +140,7 @@ def build_index(
         raise DocumentError(str(missing[0]), "no such file or directory")
     for p in missing:
         skip(DocumentError(str(p), "no such file or directory"))
-    files = find_document_files([p for p in paths if p not in missing])
+    files = find_document_files([p for p in paths if p not in missing], on_clash=skip)
     docs: list[Document] = []
     for i, (path, doc_id) in enumerate(files):
         try:
@@ -149,7 +179,7 @@ def index_documents(
     damaged files) is emptied only once the new vectors are ready. ``wait`` is how many seconds
     to wait for another writer before IndexLockedError.
     """
-    from qa.store import PassageStore
+    from qa.store import DB_NAME, PassageStore
 
     t0 = time.perf_counter()
     settings = settings or Settings.from_env()
@@ -162,7 +192,12 @@ def index_documents(
         "chunk_overlap": settings.chunk_overlap,
         "lock_timeout": wait,
     }
-    # The write lock is held from here to the end, so a second writer fails (or waits) at once.
+    if rebuild or not (index_dir / DB_NAME).is_file():  # checked before an index is created
+        if not docs:
+            raise EmptyCorpusError("no readable documents to index")
+        _check_chunk_size(settings.chunk_size, embedder)
+    # The write lock is held from here to the end, so a second writer fails (or waits) at once; except when
+    # a mismatched or damaged index is rebuilt: then it is taken again once the new vectors are ready.
     store = _open_for_rebuild(index_dir, spec) if rebuild else PassageStore.open_or_create(index_dir, **spec)
     try:
         known = store.document_hashes() if store is not None else {}
@@ -234,6 +269,16 @@ def _embed_documents(docs: Sequence[Document], embedder, settings: Settings, pro
         upserts.append((doc, chunks, vectors[pos : pos + len(chunks)]))
         pos += len(chunks)
     return upserts
+
+
+def _check_chunk_size(chunk_size: int, embedder) -> None:
+    """QAError when passages of ``chunk_size`` tokens are longer than the embedder reads (loads the model)."""
+    limit = getattr(embedder, "max_tokens", None)
+    if limit is not None and chunk_size > limit - 2:
+        raise QAError(
+            f"chunk size {chunk_size} is longer than embedder {embedder.model_name} reads ({limit} tokens, "
+            f"2 of them its own markers): passages would be cut short; use --chunk-size {limit - 2} or less"
+        )
 
 
 def _source_gone(source: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,6 +21,9 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES
 
 _MB = 1024 * 1024
 _TITLE_CHARS = 200
+# A code point in the surrogate range is always unpaired in a Python str (pypdf decodes broken font maps with
+# "surrogatepass"); it cannot be tokenized or stored as UTF-8.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def load_document(path: Path, doc_id: str, *, max_file_mb: float = 50.0) -> Document:
@@ -36,7 +40,7 @@ def load_document(path: Path, doc_id: str, *, max_file_mb: float = 50.0) -> Docu
         max_file_mb: larger files are refused before any byte is read.
 
     Returns:
-        The document, with ``source=str(path)``.
+        The document, with ``source`` the file's absolute path.
 
     Raises:
         DocumentError: the file is missing, too large, empty, binary, not UTF-8, of an
@@ -56,7 +60,11 @@ def load_document(path: Path, doc_id: str, *, max_file_mb: float = 50.0) -> Docu
         text, title = _extract_html(path, data)
     else:
         text, title = _extract_pdf(path, data), ""
-    return Document(doc_id=doc_id, text=text, title=title, source=str(path))
+    # Extracted text may carry unpaired surrogates: each becomes U+FFFD, one code point for one, so the text
+    # keeps its length and every other character its offset. (UTF-8 decoding already refuses them.)
+    text, title = _LONE_SURROGATE.sub("\ufffd", text), _LONE_SURROGATE.sub("\ufffd", title)
+    # absolute, so that `qa index --prune` run from another folder still finds the file
+    return Document(doc_id=doc_id, text=text, title=title, source=str(path.absolute()))
 
 
 def _read_bytes(path: Path, max_file_mb: float) -> bytes:
@@ -150,7 +158,9 @@ def _extract_pdf(path: Path, data: bytes) -> str:
     return text
 
 
-def find_document_files(paths: Sequence[str | Path]) -> list[tuple[Path, str]]:
+def find_document_files(
+    paths: Sequence[str | Path], *, on_clash: Callable[[DocumentError], None] | None = None
+) -> list[tuple[Path, str]]:
     """Expand files and folders into ``(path, doc_id)`` pairs, sorted by doc_id.
 
     Folders are walked recursively, skipping hidden files and folders (names starting with
@@ -162,12 +172,14 @@ def find_document_files(paths: Sequence[str | Path]) -> list[tuple[Path, str]]:
 
     Args:
         paths: files and folders.
+        on_clash: called with the DocumentError of a file whose doc_id an earlier file already has
+            (``notes.md`` beside ``notes.txt``), which is then left out; None raises that error instead.
 
     Returns:
         ``(path, doc_id)`` pairs in doc_id order.
 
     Raises:
-        DocumentError: a path does not exist, or two files map to the same doc_id.
+        DocumentError: a path does not exist, or two files map to the same doc_id and ``on_clash`` is None.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -187,9 +199,13 @@ def find_document_files(paths: Sequence[str | Path]) -> list[tuple[Path, str]]:
                 continue
             seen.add(key)
             if doc_id in found:
-                raise DocumentError(
+                clash = DocumentError(
                     str(file), f"doc_id {doc_id!r} is also the id of {found[doc_id]}; rename one of the two files"
                 )
+                if on_clash is None:
+                    raise clash
+                on_clash(clash)
+                continue
             found[doc_id] = file
     return [(found[doc_id], doc_id) for doc_id in sorted(found)]
 
@@ -225,12 +241,20 @@ def load_documents(
         The documents in doc_id order (possibly empty).
 
     Raises:
-        DocumentError: a path does not exist or two files share a doc_id (whatever
-            ``on_error`` says), or, with ``on_error="stop"``, a file cannot be loaded.
+        DocumentError: a path does not exist (whatever ``on_error`` says), or, with ``on_error="stop"``,
+            a file cannot be loaded or two files share a doc_id (with "skip", the second one is skipped).
     """
     if on_error not in ("skip", "stop"):
         raise ValueError(f"on_error must be 'skip' or 'stop', got {on_error!r}")
-    files = find_document_files([paths] if isinstance(paths, (str, Path)) else paths)
+
+    def skip(err: DocumentError) -> None:
+        log.warning("skipped %s", err)
+        if report is not None:
+            report(err)
+
+    files = find_document_files(
+        [paths] if isinstance(paths, (str, Path)) else paths, on_clash=skip if on_error == "skip" else None
+    )
     docs: list[Document] = []
     for path, doc_id in files:
         try:
@@ -238,8 +262,6 @@ def load_documents(
         except DocumentError as err:
             if on_error == "stop":
                 raise
-            log.warning("skipped %s", err)
-            if report is not None:
-                report(err)
+            skip(err)
     log.info("loaded %d of %d document file(s)", len(docs), len(files))
     return docs

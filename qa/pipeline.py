@@ -11,7 +11,7 @@ from pathlib import Path
 
 from qa import factory
 from qa.config import Settings
-from qa.errors import QuestionError
+from qa.errors import IndexChangedError, QuestionError
 from qa.schema import Hit, QAResult
 
 #: Longest question accepted, in characters.
@@ -40,15 +40,19 @@ class Assistant:
         settings = (settings or Settings.from_env()).merge(**overrides)
         index_dir = Path(index_dir if index_dir is not None else settings.index_dir)
         store = PassageStore.open(index_dir)
-        settings = resolve_settings(settings, store.manifest.embedder, store.get_setting("min_score"))
-        settings = replace(settings, index_dir=str(index_dir))
-        store.check_embedder(settings.embedder_name)  # before loading anything
-        embedder = factory.make_query_encoder(settings)
-        store.check_embedder(embedder.model_name, embedder.dim)
-        retriever = Retriever(
-            embedder, store, mode=settings.retriever, fusion_depth=settings.fusion_depth, rrf_k=settings.rrf_k
-        )
-        return cls(retriever, factory.make_reader(settings), settings, store)
+        try:
+            settings = resolve_settings(settings, store.manifest.embedder, store.get_setting("min_score"))
+            settings = replace(settings, index_dir=str(index_dir))
+            store.check_embedder(settings.embedder_name)  # before loading anything
+            embedder = factory.make_query_encoder(settings)
+            store.check_embedder(embedder.model_name, embedder.dim)
+            retriever = Retriever(
+                embedder, store, mode=settings.retriever, fusion_depth=settings.fusion_depth, rrf_k=settings.rrf_k
+            )
+            return cls(retriever, factory.make_reader(settings), settings, store)
+        except BaseException:
+            store.close()
+            raise
 
     load = open
 
@@ -70,8 +74,21 @@ class Assistant:
         )
         if self.store is not None:
             for a in answers:
-                a.check(self.store.get_document(a.doc_id))
+                a.check(self._current_document(a.doc_id, hits))
         return QAResult(question, tuple(answers), tuple(hits))
+
+    def _current_document(self, doc_id: str, hits: Sequence[Hit]):
+        """The stored document an answer cites; IndexChangedError when a writer removed or changed it since
+        its passages were retrieved (the retrieval and this read are separate snapshots)."""
+        try:
+            doc = self.store.get_document(doc_id)
+        except KeyError:
+            raise IndexChangedError(f"document {doc_id!r} was removed from the index while answering") from None
+        for h in hits:
+            c = h.chunk
+            if c.doc_id == doc_id and doc.text[c.char_start : c.char_end] != c.text:
+                raise IndexChangedError(f"document {doc_id!r} was updated in the index while answering")
+        return doc
 
     def ask(self, question: str, *, top_k: int | None = None, retriever: str | None = None,
             max_answers: int | None = None, min_score: float | None = None) -> QAResult:
@@ -79,8 +96,14 @@ class Assistant:
 
         Returns the best spans with citations, or no answer when the evidence is not there.
         """
-        hits = self.retrieve(question, k=top_k, retriever=retriever)
-        return self.read(question, hits, max_answers=max_answers, min_score=min_score)
+        for attempt in range(2):
+            hits = self.retrieve(question, k=top_k, retriever=retriever)
+            try:
+                return self.read(question, hits, max_answers=max_answers, min_score=min_score)
+            except IndexChangedError:
+                if attempt:  # changed twice in a row: say so rather than loop
+                    raise
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         """Release the index."""
@@ -99,9 +122,13 @@ def resolve_settings(settings: Settings, index_embedder: str, saved_min_score: f
 
 
 def check_question(question: str) -> str:
-    """The question, stripped; QuestionError when it is empty or too long."""
+    """The question, stripped; QuestionError when it is empty, too long, or not valid Unicode text."""
     if not isinstance(question, str) or not question.strip():
         raise QuestionError("the question is empty")
+    bad = next((i for i, ch in enumerate(question) if "\ud800" <= ch <= "\udfff"), None)
+    if bad is not None:
+        # what Python makes of bytes that are not UTF-8 on the command line (surrogateescape)
+        raise QuestionError(f"the question is not valid UTF-8 text (undecodable byte at character {bad})")
     if len(question) > MAX_QUESTION_CHARS:
         raise QuestionError(
             f"the question is {len(question):,} characters long; the limit is {MAX_QUESTION_CHARS:,}"

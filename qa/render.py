@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from rich.console import Group, RenderableType
 from rich.markup import escape
@@ -28,7 +29,15 @@ def answer_in_context(answer: Answer) -> Text:
 def citation(answer: Answer) -> str:
     """Where the answer stands: document, character offsets and source file."""
     where = f"{answer.doc_id} [{answer.span.start}:{answer.span.end}]"
-    return f"{where}  {answer.source}" if answer.source else where
+    return f"{where}  {_shown_path(answer.source)}" if answer.source else where
+
+
+def _shown_path(source: str) -> str:
+    """A source file relative to the current folder when it lies inside it (sources are stored absolute)."""
+    try:
+        return str(Path(source).relative_to(Path.cwd()))
+    except ValueError:
+        return source
 
 
 def render_result(result: QAResult) -> RenderableType:

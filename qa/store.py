@@ -410,6 +410,26 @@ class PassageStore:
             raise
 
     @classmethod
+    def peek_manifest(cls, index_dir: str | Path) -> Manifest | None:
+        """The manifest of the index in ``index_dir`` without loading its vectors; None when there is no
+        readable index there (missing, damaged, or another format)."""
+        d = Path(index_dir)
+        if not (d / DB_NAME).is_file():
+            return None
+        try:
+            conn = _connect(d / DB_NAME)
+        except sqlite3.Error:
+            return None
+        store = cls(d, conn, None)
+        try:
+            with store._read_txn():
+                return store._read_manifest()
+        except (QAError, sqlite3.Error):
+            return None
+        finally:
+            conn.close()
+
+    @classmethod
     def open_for_write(cls, index_dir: str | Path, *, lock_timeout: float = 0.0) -> PassageStore:
         """Shorthand for ``open(index_dir, readonly=False)``: an existing index, with the write lock."""
         return cls.open(index_dir, readonly=False, lock_timeout=lock_timeout)
@@ -447,7 +467,8 @@ class PassageStore:
             if (m.chunk_size, m.chunk_overlap) != (chunk_size, chunk_overlap):
                 raise IndexMismatchError(
                     f"index {d} was chunked with size {m.chunk_size} and overlap {m.chunk_overlap}, "
-                    f"not {chunk_size} and {chunk_overlap}; {_rebuild_hint(d)}"
+                    f"not {chunk_size} and {chunk_overlap}; to chunk every document again with the new "
+                    f"settings, add --rebuild (`qa index --rebuild --index-dir {d} ...`)"
                 )
         except BaseException:
             store.close()

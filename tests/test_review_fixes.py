@@ -1,0 +1,187 @@
+"""Defects found in a review of the whole package (2026-11-27), each pinned by a test: unpaired surrogates from
+PDF text and the command line, clashing doc_ids, settings that follow the index, no empty index left behind,
+passages longer than the embedder reads, documents changed while answering, whole-word answer matching,
+--save-threshold where nothing can be saved, absolute sources for --prune."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import TINY_DOCS, FakeEmbedder
+from test_cli_index import cli, error_line, fake_models, hashes  # noqa: F401 - fake_models: a fixture, by name
+from test_pipeline import fake_assistant, fake_index  # noqa: F401 - the fixture, by name
+
+import qa.loader
+from qa import Settings, build_index
+from qa.errors import DocumentError, EmptyCorpusError, IndexChangedError, QAError, QuestionError
+from qa.evaluation import answer_in_text
+from qa.indexing import follow_index, remove_documents
+from qa.loader import load_document, load_documents
+from qa.pipeline import check_question
+from qa.render import citation
+from qa.store import PassageStore
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- text that is not valid Unicode --------------------------------------------------------------------------
+
+
+def test_unpaired_surrogates_from_a_pdf_become_replacement_characters(tmp_path, monkeypatch):
+    # pypdf decodes a broken font map with "surrogatepass"; such text can be neither tokenized nor stored
+    monkeypatch.setattr(qa.loader, "_extract_pdf", lambda path, data: "Sum \ud835 of x. Then \udc00 ends.")
+    doc = load_document(write(tmp_path / "maths.pdf", "%PDF-1.4 stand-in"), "maths")
+    assert doc.text == "Sum \ufffd of x. Then \ufffd ends."  # one for one: every other offset is unchanged
+    doc.text.encode("utf-8")  # would raise on a surrogate
+
+
+def test_a_question_with_undecodable_bytes_is_a_question_error():
+    question = os.fsdecode(b"When was \xff formed?")  # what the shell hands Python for a non-UTF-8 argument
+    with pytest.raises(QuestionError, match="not valid UTF-8"):
+        check_question(question)
+
+
+# --- loading and indexing ------------------------------------------------------------------------------------
+
+
+def test_clashing_doc_ids_skip_the_second_file_and_keep_the_rest(tmp_path, fake_embedder):
+    folder = tmp_path / "docs"
+    write(folder / "notes.md", "Notes in Markdown.")
+    write(folder / "notes.txt", "Notes in plain text.")
+    write(folder / "other.txt", "Another document.")
+    errors: list[DocumentError] = []
+    docs = load_documents([folder], report=errors.append)
+    assert [d.doc_id for d in docs] == ["notes", "other"] and docs[0].text == "Notes in Markdown."
+    assert len(errors) == 1 and errors[0].path.endswith("notes.txt") and "notes.md" in errors[0].reason
+    with pytest.raises(DocumentError, match="rename one"):
+        load_documents([folder], on_error="stop")
+
+    skipped: list[DocumentError] = []
+    report = build_index([folder], tmp_path / "index", embedder=fake_embedder, on_skip=skipped.append)
+    assert sorted(report.added) == ["notes", "other"] and len(report.skipped) == 1
+    assert skipped[0].path.endswith("notes.txt")
+
+
+def test_nothing_readable_leaves_no_index_behind(tmp_path, fake_embedder):
+    write(tmp_path / "docs" / "empty.txt", "   ")
+    skipped: list[DocumentError] = []
+    with pytest.raises(EmptyCorpusError):
+        build_index([tmp_path / "docs"], tmp_path / "index", embedder=fake_embedder, on_skip=skipped.append)
+    assert len(skipped) == 1
+    assert not (tmp_path / "index").exists() or not any((tmp_path / "index").iterdir())
+
+
+class ShortEmbedder(FakeEmbedder):
+    max_tokens = 64
+
+
+def test_passages_longer_than_the_embedder_reads_are_refused_before_an_index_exists(tmp_path, tiny_corpus):
+    with pytest.raises(QAError, match="--chunk-size 62 or less"):
+        build_index([tiny_corpus], tmp_path / "index", settings=Settings(chunk_size=100),
+                    embedder=ShortEmbedder())
+    assert not (tmp_path / "index" / "index.sqlite").exists()
+    report = build_index([tiny_corpus], tmp_path / "index", settings=Settings(chunk_size=62, chunk_overlap=8),
+                         embedder=ShortEmbedder())
+    assert report.documents == len(TINY_DOCS)
+
+
+def test_settings_follow_the_index_unless_given(tmp_path, tiny_corpus, fake_embedder):
+    index_dir = tmp_path / "index"
+    assert follow_index(Settings(), index_dir) == Settings()  # no index yet: unchanged
+    build_index([tiny_corpus], index_dir, settings=Settings(chunk_size=40, chunk_overlap=4), embedder=fake_embedder)
+    followed = follow_index(Settings(), index_dir)
+    assert (followed.chunk_size, followed.chunk_overlap, followed.embedder) == (40, 4, "fake-hash-embedder")
+    explicit = follow_index(Settings(chunk_size=160), index_dir, given={"chunk_size"})
+    assert (explicit.chunk_size, explicit.chunk_overlap) == (160, 4)
+    with pytest.raises(ValueError, match="give both --chunk-size and --overlap"):
+        follow_index(Settings(chunk_overlap=50), index_dir, given={"chunk_overlap"})  # 50 >= the index's 40
+
+
+def test_qa_index_adds_to_an_index_built_with_other_chunking(tmp_path, tiny_corpus, fake_models):  # noqa: F811
+    index_dir = tmp_path / "index"
+    cli("index", tiny_corpus, "-i", index_dir, "--chunk-size", "40", "--overlap", "4")
+    write(tmp_path / "more" / "rome.txt", "Rome is the capital of Italy.")
+    cli("index", tmp_path / "more", "-i", index_dir)  # no options: the index's chunking, not the defaults
+    assert "rome" in hashes(index_dir)
+    assert PassageStore.peek_manifest(index_dir).chunk_size == 40
+    refused = cli("index", tmp_path / "more", "-i", index_dir, "--chunk-size", "80", code=1)
+    assert "add --rebuild" in error_line(refused)
+    cli("index", tiny_corpus, tmp_path / "more", "-i", index_dir, "--chunk-size", "80", "--rebuild")
+    assert PassageStore.peek_manifest(index_dir).chunk_size == 80
+
+
+def test_sources_are_absolute_and_shown_relative(tmp_path, monkeypatch, fake_embedder):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "docs" / "a.txt", "The wall fell in 1989.")
+    doc = load_document(Path("docs/a.txt"), "a")
+    assert doc.source == str(tmp_path / "docs" / "a.txt")
+    build_index(["docs"], "index", embedder=fake_embedder)
+    answer = fake_assistant(tmp_path / "index").ask("When did the wall fall?").best
+    assert citation(answer).endswith(f"  {Path('docs') / 'a.txt'}")
+    # --prune from another folder keeps a document whose file is still there
+    monkeypatch.chdir(tmp_path / "docs")
+    report = build_index(["."], tmp_path / "index", embedder=fake_embedder, prune=True)
+    assert report.removed == () and sorted(hashes(tmp_path / "index")) == ["a"]
+
+
+# --- answering while the index changes -------------------------------------------------------------------------
+
+
+def test_a_document_removed_while_answering_is_an_index_changed_error(fake_index):  # noqa: F811
+    assistant = fake_assistant(fake_index)
+    hits = assistant.retrieve("When did the Berlin Wall fall?", k=2)
+    assert hits[0].chunk.doc_id == "berlin"
+    remove_documents(["berlin"], fake_index)  # another process, between retrieval and reading
+    with pytest.raises(IndexChangedError, match="'berlin' was removed"):
+        assistant.read("When did the Berlin Wall fall?", hits)
+    result = assistant.ask("When did the Berlin Wall fall?", top_k=2)  # a new question sees the new index
+    assert all(a.doc_id != "berlin" for a in result.answers)
+
+
+def test_ask_retries_once_when_the_index_changed(fake_index, monkeypatch):  # noqa: F811
+    assistant = fake_assistant(fake_index)
+    real_read, calls = assistant.read, []
+
+    def flaky_read(question, hits, **kwargs):
+        calls.append(question)
+        if len(calls) == 1:
+            raise IndexChangedError("document 'berlin' was updated in the index while answering")
+        return real_read(question, hits, **kwargs)
+
+    monkeypatch.setattr(assistant, "read", flaky_read)
+    assert assistant.ask("When did the Berlin Wall fall?").best.text == "1989"
+    assert len(calls) == 2
+
+
+# --- evaluation ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answers", "text", "expected"),
+    [
+        (["5"], "It was founded in 2015.", False),
+        (["Iran"], "Iranian forces crossed.", False),
+        (["Iran"], "It is active in Iran.", True),
+        (["U.S."], "the U.S. army", True),
+        (["$5"], "it costs $5 now", True),
+        (["the Eiffel Tower"], "Eiffel Tower, finished in 1889", True),  # via SQuAD normalisation
+    ],
+)
+def test_answer_in_text_matches_whole_words(answers, text, expected):
+    assert answer_in_text(answers, text) is expected
+
+
+def test_save_threshold_is_refused_where_nothing_would_be_saved(tmp_path):
+    squad = write(tmp_path / "tiny.json", json.dumps({"version": "1.1", "data": [{"title": "T", "paragraphs": [
+        {"context": "The wall fell in 1989.", "qas": [
+            {"id": "q1", "question": "When?", "answers": [{"text": "1989", "answer_start": 17}]}]}]}]}))
+    for args in (["--mode", "reader"], []):
+        result = cli("eval", squad, "--sweep", "--save-threshold", *args, code=2)
+        assert "JSONL gold file" in result.stderr
