@@ -196,9 +196,10 @@ def index_documents(
         if not docs:
             raise EmptyCorpusError("no readable documents to index")
         _check_chunk_size(settings.chunk_size, embedder)
-    # The write lock is held from here to the end, so a second writer fails (or waits) at once; except when
-    # a mismatched or damaged index is rebuilt: then it is taken again once the new vectors are ready.
+    # The write lock is held from here to the end, so a second writer fails (or waits) at once. A mismatched
+    # or damaged index being rebuilt is not opened, only locked, and emptied once the new vectors are ready.
     store = _open_for_rebuild(index_dir, spec) if rebuild else PassageStore.open_or_create(index_dir, **spec)
+    lock = PassageStore.write_lock(index_dir, lock_timeout=wait) if store is None else None
     try:
         known = store.document_hashes() if store is not None else {}
         if not docs and (rebuild or not known):
@@ -206,7 +207,7 @@ def index_documents(
         todo = list(docs) if rebuild else [d for d in docs if known.get(d.doc_id) != text_digest(d.text)]
         upserts = _embed_documents(todo, embedder, settings, progress)
         if store is None:
-            store = PassageStore.create(index_dir, overwrite=True, **spec)
+            store, lock = PassageStore.create(index_dir, overwrite=True, lock=lock, **spec), None
         seen = {d.doc_id for d in docs}
         if rebuild:
             removed = [d for d in store.document_hashes() if d not in seen]
@@ -220,6 +221,8 @@ def index_documents(
     finally:
         if store is not None:
             store.close()
+        elif lock is not None:
+            lock.release()
     todo_ids = {d.doc_id for d in todo}
     return IndexReport(
         index_dir=str(index_dir),

@@ -327,6 +327,7 @@ class PassageStore:
         chunk_overlap: int,
         overwrite: bool = False,
         lock_timeout: float = 0.0,
+        lock: Any | None = None,
     ) -> PassageStore:
         """Create an empty index in ``index_dir`` and return it open for writing.
 
@@ -339,12 +340,15 @@ class PassageStore:
             overwrite: empty an existing index instead of refusing it (``qa index --rebuild``).
                 A healthy index is emptied in one transaction; a damaged one is deleted first.
             lock_timeout: seconds to wait for another writer; 0 fails at once.
+            lock: the folder's write lock, already held (from :meth:`write_lock`); the store takes it over,
+                and releases it if creating fails.
 
         Returns:
             The new store, holding the write lock.
         """
         d = Path(index_dir)
-        lock = _acquire_lock(_prepare_dir(d, embedder, dim), lock_timeout)
+        if lock is None:
+            lock = _acquire_lock(_prepare_dir(d, embedder, dim), lock_timeout)
         try:
             if (d / DB_NAME).exists() and not overwrite:
                 raise QAError(f"{d} already holds an index; open it, or rebuild it with overwrite")
@@ -408,6 +412,16 @@ class PassageStore:
         except BaseException:
             lock.release()
             raise
+
+    @staticmethod
+    def write_lock(index_dir: str | Path, *, lock_timeout: float = 0.0) -> Any:
+        """Take the write lock of an existing index folder without opening the index (a rebuild holds it while
+        it embeds); pass it to :meth:`create`, or ``release()`` it.
+
+        Raises:
+            IndexLockedError: another process is writing.
+        """
+        return _acquire_lock(Path(index_dir), lock_timeout)
 
     @classmethod
     def peek_manifest(cls, index_dir: str | Path) -> Manifest | None:

@@ -185,3 +185,36 @@ def test_save_threshold_is_refused_where_nothing_would_be_saved(tmp_path):
     for args in (["--mode", "reader"], []):
         result = cli("eval", squad, "--sweep", "--save-threshold", *args, code=2)
         assert "JSONL gold file" in result.stderr
+
+
+# --- rebuilding an index built with other settings ---------------------------------------------------------------
+
+
+class LockProbingEmbedder(FakeEmbedder):
+    """While it embeds, another process tries to take the index's write lock; records whether it could."""
+
+    def __init__(self, index_dir: Path) -> None:
+        super().__init__()
+        self.index_dir = index_dir
+        self.other_writer_got_lock: bool | None = None
+
+    def encode_passages(self, texts, progress=None):
+        import subprocess
+        import sys
+
+        probe = ("import sys; from qa.store import PassageStore\n"
+                 "try:\n    PassageStore.write_lock(sys.argv[1])\nexcept Exception:\n    sys.exit(3)\n")
+        done = subprocess.run([sys.executable, "-c", probe, str(self.index_dir)], check=False)
+        self.other_writer_got_lock = done.returncode == 0
+        return super().encode_passages(texts, progress)
+
+
+def test_rebuilding_a_mismatched_index_holds_the_lock_while_embedding(tmp_path, tiny_corpus, fake_embedder):
+    index_dir = tmp_path / "index"
+    build_index([tiny_corpus], index_dir, settings=Settings(chunk_size=40, chunk_overlap=4), embedder=fake_embedder)
+    probing = LockProbingEmbedder(index_dir)
+    report = build_index([tiny_corpus], index_dir, settings=Settings(chunk_size=80, chunk_overlap=8),
+                         embedder=probing, rebuild=True)
+    assert probing.other_writer_got_lock is False
+    assert report.documents == len(TINY_DOCS) and PassageStore.peek_manifest(index_dir).chunk_size == 80
+    PassageStore.write_lock(index_dir).release()  # and it is free again afterwards
