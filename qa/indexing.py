@@ -174,10 +174,9 @@ def index_documents(
     """Add or update documents in an index in one atomic change; unchanged ones cost nothing.
 
     ``prune`` removes indexed documents whose ``source`` file no longer exists. ``rebuild``
-    embeds every document again and drops indexed ones not among ``docs``; a healthy index built
-    with the same settings changes in one atomic step, any other (another embedder or chunking,
-    damaged files) is emptied only once the new vectors are ready. ``wait`` is how many seconds
-    to wait for another writer before IndexLockedError.
+    embeds every document again and replaces the whole index with them, with these settings, in one
+    atomic change (a damaged index is deleted and created afresh once the new vectors are ready).
+    ``wait`` is how many seconds to wait for another writer before IndexLockedError.
     """
     from qa.store import DB_NAME, PassageStore
 
@@ -196,8 +195,8 @@ def index_documents(
         if not docs:
             raise EmptyCorpusError("no readable documents to index")
         _check_chunk_size(settings.chunk_size, embedder)
-    # The write lock is held from here to the end, so a second writer fails (or waits) at once. A mismatched
-    # or damaged index being rebuilt is not opened, only locked, and emptied once the new vectors are ready.
+    # The write lock is held from here to the end, so a second writer fails (or waits) at once. A damaged
+    # index being rebuilt cannot be opened: it is only locked.
     store = _open_for_rebuild(index_dir, spec) if rebuild else PassageStore.open_or_create(index_dir, **spec)
     lock = PassageStore.write_lock(index_dir, lock_timeout=wait) if store is None else None
     try:
@@ -211,12 +210,15 @@ def index_documents(
         seen = {d.doc_id for d in docs}
         if rebuild:
             removed = [d for d in store.document_hashes() if d not in seen]
-        elif prune:
-            removed = [d for d in known if d not in seen and _source_gone(store.get_document(d).source)]
+            built_with = {k: spec[k] for k in ("embedder", "dim", "chunk_size", "chunk_overlap")}
+            store.apply(upserts, [], replace_all=built_with)
         else:
-            removed = []
-        if upserts or removed:
-            store.apply(upserts, removed)
+            if prune:
+                removed = [d for d in known if d not in seen and _source_gone(store.get_document(d).source)]
+            else:
+                removed = []
+            if upserts or removed:
+                store.apply(upserts, removed)
         stats = store.stats()
     finally:
         if store is not None:
@@ -239,11 +241,14 @@ def index_documents(
 
 
 def _open_for_rebuild(index_dir: Path, spec: dict):
-    """The index open for writing when it can be rebuilt in place; None when it must be emptied first."""
-    from qa.errors import IndexCorruptError, IndexMismatchError
+    """The index open for writing whatever it was built with (created if missing); None when it is damaged
+    or of another format version, so that it must be deleted and created afresh."""
+    from qa.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
     from qa.store import PassageStore
 
     try:
+        return PassageStore.open(index_dir, readonly=False, lock_timeout=spec["lock_timeout"])
+    except IndexNotFoundError:
         return PassageStore.open_or_create(index_dir, **spec)
     except (IndexMismatchError, IndexCorruptError) as exc:
         log.info("rebuilding %s from scratch: %s", index_dir, exc)

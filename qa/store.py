@@ -732,7 +732,11 @@ class PassageStore:
     # ---- writing ---------------------------------------------------------------------------
 
     def apply(
-        self, upserts: Sequence[tuple[Document, Sequence[Chunk], np.ndarray]], deletes: Sequence[str]
+        self,
+        upserts: Sequence[tuple[Document, Sequence[Chunk], np.ndarray]],
+        deletes: Sequence[str],
+        *,
+        replace_all: dict[str, Any] | None = None,
     ) -> None:
         """Apply one atomic change: add or replace documents with their chunks and vectors; delete others.
 
@@ -740,30 +744,40 @@ class PassageStore:
             upserts: ``(document, chunks, vectors)``: vectors float32[len(chunks), dim], one row
                 per chunk. An existing doc_id has its chunks and vectors replaced.
             deletes: doc_ids to remove; unknown ones are ignored.
+            replace_all: for a rebuild, ``{"embedder", "dim", "chunk_size", "chunk_overlap"}``: every
+                stored document goes and ``upserts`` become the whole index, built with these settings
+                (``dim`` is the upserts' vector size), in the same one change. Saved tunables are
+                dropped when the embedder or chunking differs from the index's.
 
         A process killed at any moment leaves the index as it was before or after, never a mix:
         the new FAISS file is written first under the next generation's name, then one SQLite
         transaction changes rows, FTS and the manifest's generation; the old file goes last.
         """
         self._require_writer()
-        prepared, delete_ids = self._validate(upserts, deletes)
-        if not prepared and not delete_ids:
+        dim = replace_all["dim"] if replace_all is not None else self.manifest.dim
+        prepared, delete_ids = self._validate(upserts, deletes, dim)
+        if not prepared and not delete_ids and replace_all is None:
             return
         conn = self._db()
         with self._read_txn():
             self._sync_vectors_or_raise()
             m = self.manifest
-            touched = [doc.doc_id for doc, _, _ in prepared] + delete_ids
-            old_rowids = [
-                r for (r,) in self._select_in("SELECT rowid FROM chunks WHERE doc_id IN ({})", touched)
-            ]
+            if replace_all is not None:
+                touched = [d for (d,) in conn.execute("SELECT doc_id FROM documents").fetchall()]
+                touched += [doc.doc_id for doc, _, _ in prepared if doc.doc_id not in set(touched)]
+                old_rowids = []
+            else:
+                touched = [doc.doc_id for doc, _, _ in prepared] + delete_ids
+                old_rowids = [
+                    r for (r,) in self._select_in("SELECT rowid FROM chunks WHERE doc_id IN ({})", touched)
+                ]
             self._check_chunk_ids(prepared, set(touched))
 
         import faiss
 
         next_rowid = m.next_rowid
         new_rows: list[tuple[int, Document, int, Chunk]] = []
-        new_index = faiss.clone_index(self._index)
+        new_index = _new_faiss_index(dim) if replace_all is not None else faiss.clone_index(self._index)
         if old_rowids:
             new_index.remove_ids(np.asarray(old_rowids, dtype=np.int64))
         for doc, chunks, vectors in prepared:
@@ -810,8 +824,14 @@ class PassageStore:
                     f"index {self.index_dir}: {n_chunks} chunk rows but {new_index.ntotal} vectors after the "
                     f"change; {self._hint()}"
                 )
+            built_with = {}
+            if replace_all is not None:
+                built_with = {k: replace_all[k] for k in ("embedder", "dim", "chunk_size", "chunk_overlap")}
+                if any(built_with[k] != getattr(m, k) for k in built_with):
+                    built_with["settings"] = {}  # tunables were chosen for the old index
             self._write_manifest(
                 {
+                    **built_with,
                     "generation": generation,
                     "faiss_file": faiss_file,
                     "faiss_sha256": hashlib.sha256(data).hexdigest(),
@@ -847,13 +867,12 @@ class PassageStore:
         )
 
     def _validate(
-        self, upserts: Sequence[tuple[Document, Sequence[Chunk], np.ndarray]], deletes: Sequence[str]
+        self, upserts: Sequence[tuple[Document, Sequence[Chunk], np.ndarray]], deletes: Sequence[str], dim: int
     ) -> tuple[list[tuple[Document, list[Chunk], np.ndarray]], list[str]]:
         import faiss
 
         if isinstance(deletes, str):
             raise TypeError("deletes must be a sequence of doc_ids, not a string")
-        dim = self.manifest.dim
         prepared: list[tuple[Document, list[Chunk], np.ndarray]] = []
         doc_ids: set[str] = set()
         chunk_ids: set[str] = set()

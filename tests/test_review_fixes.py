@@ -218,3 +218,36 @@ def test_rebuilding_a_mismatched_index_holds_the_lock_while_embedding(tmp_path, 
     assert probing.other_writer_got_lock is False
     assert report.documents == len(TINY_DOCS) and PassageStore.peek_manifest(index_dir).chunk_size == 80
     PassageStore.write_lock(index_dir).release()  # and it is free again afterwards
+
+
+def test_a_rebuild_with_other_chunking_is_one_change(tmp_path, tiny_corpus, fake_embedder, monkeypatch):
+    from qa import store as store_module
+
+    index_dir = tmp_path / "index"
+    build_index([tiny_corpus], index_dir, settings=Settings(chunk_size=40, chunk_overlap=4), embedder=fake_embedder)
+    with PassageStore.open_for_write(index_dir) as s:
+        s.set_setting("min_score", 0.7)
+    before = hashes(index_dir)
+
+    def die_before_commit(point: str) -> None:
+        if point == "rows_written":
+            raise KeyboardInterrupt  # stands for a kill: everything before the commit is undone
+
+    monkeypatch.setattr(store_module, "_crash_hook", die_before_commit)
+    with pytest.raises(KeyboardInterrupt):
+        build_index([tiny_corpus], index_dir, settings=Settings(chunk_size=80, chunk_overlap=8),
+                    embedder=fake_embedder, rebuild=True)
+    monkeypatch.setattr(store_module, "_crash_hook", None)
+    with PassageStore.open(index_dir) as s:  # never emptied: the old index, whole
+        s.verify()
+        assert (s.manifest.chunk_size, s.get_setting("min_score")) == (40, 0.7) and s.document_hashes() == before
+
+    build_index([tiny_corpus], index_dir, settings=Settings(chunk_size=40, chunk_overlap=4),
+                embedder=fake_embedder, rebuild=True)
+    assert PassageStore.peek_manifest(index_dir).settings == {"min_score": 0.7}  # same chunking: kept
+    build_index([tiny_corpus], index_dir, settings=Settings(chunk_size=80, chunk_overlap=8),
+                embedder=fake_embedder, rebuild=True)
+    with PassageStore.open(index_dir) as s:
+        s.verify()
+        assert (s.manifest.chunk_size, s.get_setting("min_score")) == (80, None)  # chosen for the old chunks
+        assert sorted(s.document_hashes()) == sorted(TINY_DOCS)
