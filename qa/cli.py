@@ -255,12 +255,15 @@ def chat(
     settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader)
     assistant = _run(lambda: _open_assistant(settings))
     history = Path(assistant.settings.index_dir) / ".chat_history"
-    _run(lambda: chat_loop(
-        lambda q, k: assistant.ask(q, top_k=k, min_score=min_score),
-        _out(),
-        k=top_k or assistant.settings.passages_k,
-        read=prompt_reader(history),
-    ))
+    try:
+        _run(lambda: chat_loop(
+            lambda q, k: assistant.ask(q, top_k=k, min_score=min_score),
+            _out(),
+            k=top_k or assistant.settings.passages_k,
+            read=prompt_reader(history),
+        ))
+    finally:
+        assistant.close()
 
 
 @app.command()
@@ -328,6 +331,13 @@ def eval_(
 
     settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
                          passages_k=top_k, reader_runtime=runtime)
+    # checked before any work: a typo must not cost an indexing run, or the results at the end
+    if mode not in evaluation.MODES:
+        _error(f"--mode must be one of {', '.join(evaluation.MODES)}, got {mode!r}")
+        raise typer.Exit(2)
+    if report is not None and report.suffix.lower() not in evaluation.REPORT_SUFFIXES:
+        _error(f"--report {report}: the name must end in {' or '.join(evaluation.REPORT_SUFFIXES)}")
+        raise typer.Exit(2)
     if save_threshold and not sweep:
         _error("--save-threshold needs --sweep")
         raise typer.Exit(2)

@@ -41,9 +41,14 @@ def f1_score(prediction: str, gold: str) -> float:
 
 
 def max_over_gold(metric, prediction: str, golds: list[str] | tuple[str, ...]) -> float:
-    """Best score of ``prediction`` against any gold answer; no gold answers means abstention is right."""
+    """Best score of ``prediction`` against any gold answer; no gold answers means abstention is right.
+
+    As the official SQuAD v2.0 script: gold answers that normalise to nothing are dropped (none left: the
+    question counts as unanswerable), and against no answer a prediction scores 1 when it normalises to "".
+    """
+    golds = [g for g in golds if normalize_answer(g)]
     if not golds:
-        return float(prediction == "")
+        return float(normalize_answer(prediction) == "")
     return max(metric(prediction, g) for g in golds)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Group, RenderableType
+from rich.control import STRIP_CONTROL_CODES
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
@@ -14,15 +16,18 @@ from rich.text import Text
 from qa.schema import Answer, Hit, QAResult
 
 NO_ANSWER = "No answer found in the documents."
+# The control characters rich.text.Text removes (BEL, BS, VT, FF, CR).
+_RICH_DROPS = re.compile("[" + re.escape("".join(map(chr, STRIP_CONTROL_CODES))) + "]")
 
 
 def answer_in_context(answer: Answer) -> Text:
     """The answer's sentence(s) with the answer itself highlighted (no markup parsing of data)."""
-    text = Text(answer.context.replace("\r", ""))
-    # Offsets shift where a "\r" was dropped before the span.
-    shift = answer.context[: answer.context_span.start].count("\r")
-    inner = answer.context[answer.context_span.start : answer.context_span.end].count("\r")
-    text.stylize("bold black on yellow", answer.context_span.start - shift, answer.context_span.end - shift - inner)
+    context, start, end = answer.context, answer.context_span.start, answer.context_span.end
+    text = Text(_RICH_DROPS.sub("", context))
+    # Rich drops these control characters (\r, a form feed at a page break, ...): offsets shift by those before.
+    shift = len(_RICH_DROPS.findall(context[:start]))
+    inner = len(_RICH_DROPS.findall(context[start:end]))
+    text.stylize("bold black on yellow", start - shift, end - shift - inner)
     return text
 
 

@@ -50,9 +50,11 @@ def load_squad(path: str | Path) -> list[SquadArticle]:
     """
     p = str(path)
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = json.loads(Path(path).read_text(encoding="utf-8-sig"))  # a leading byte-order mark is fine
     except FileNotFoundError:
         raise GoldFileError(p, None, "file not found") from None
+    except OSError as exc:
+        raise GoldFileError(p, None, f"cannot read: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         line = getattr(exc, "lineno", None)
         raise GoldFileError(p, line, f"not valid JSON: {exc}") from None

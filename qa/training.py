@@ -374,19 +374,45 @@ def score_dev(
     )
 
 
-def _save_checkpoint(model, tokenizer, opt, sched, step: int, ckpt: Path, torch) -> None:
-    """Weights and optimizer state, written beside and swapped in, so an interrupted save loses nothing."""
+# Settings that may change between an interrupted run and its resumption; any other change would make the
+# resumed run a different one (batches, schedule, data), so it is refused.
+_RESUMABLE_CHANGES = ("resume", "save_every", "eval_batch_size", "save_fp16", "output_dir")
+
+
+def _run_identity(cfg: TrainConfig) -> dict:
+    """What a checkpoint must share with the run that resumes it."""
+    return {k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE_CHANGES}
+
+
+def _save_checkpoint(model, tokenizer, opt, sched, step: int, ckpt: Path, torch, cfg: TrainConfig) -> None:
+    """Weights, optimizer state and random state (dropout), written beside and swapped in, so an interrupted save
+    loses nothing and a resumed run continues exactly as the uninterrupted one would."""
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}, tmp / "trainer_state.pt")
+    state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
+             "rng": torch.get_rng_state(), "config": json.dumps(_run_identity(cfg), sort_keys=True)}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    torch.save(state, tmp / "trainer_state.pt")
     old = ckpt.with_name(ckpt.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if ckpt.exists():
         ckpt.rename(old)
     tmp.rename(ckpt)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_resumable(saved: dict, current: dict, ckpt: Path) -> None:
+    """TrainingDataError naming every setting in which the run differs from the one that left ``ckpt``."""
+    changed = [f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in sorted(set(saved) | set(current))
+               if saved.get(k) != current.get(k)]
+    if changed:
+        raise TrainingDataError(
+            f"cannot resume from {ckpt}: it was made with other settings ({'; '.join(changed)}); run with the "
+            f"same ones, or delete {ckpt} to start over"
+        )
 
 
 def train_reader(
@@ -416,6 +442,12 @@ def train_reader(
     teachers = _load_teachers(cfg, tokenizer, torch)
 
     titles = set(cfg.dev_articles)
+    unknown = titles - {art.title for f in cfg.train_files for art in load_squad(f)}
+    if unknown:
+        raise TrainingDataError(
+            f"dev article(s) {', '.join(map(repr, sorted(unknown)))} not in {', '.join(cfg.train_files)} "
+            "(titles are case-sensitive, with underscores: Steam_engine)"
+        )
     train_ex, _ = _collect(cfg.train_files, titles, keep=False)
     if not train_ex:
         raise TrainingDataError(
@@ -452,12 +484,16 @@ def train_reader(
     ckpt = out / "checkpoint"
     if cfg.resume and (ckpt / "trainer_state.pt").exists():
         state = torch.load(ckpt / "trainer_state.pt", weights_only=True)
+        _check_resumable(json.loads(state.get("config", "{}")), json.loads(json.dumps(_run_identity(cfg))), ckpt)
         model.load_state_dict(
             AutoModelForQuestionAnswering.from_pretrained(ckpt, dtype=torch.float32).state_dict()
         )
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step = int(state["step"])
+        torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         log.info("resumed from %s at step %d", ckpt, step)
     model.train()
     while step < total:
@@ -493,7 +529,7 @@ def train_reader(
             if step % 50 == 0:
                 log.info("step %d/%d loss %.4f (%.0fs)", step, total, loss.item(), time.time() - t0)
             if cfg.save_every and step % cfg.save_every == 0 and step < total:
-                _save_checkpoint(model, tokenizer, opt, sched, step, ckpt, torch)
+                _save_checkpoint(model, tokenizer, opt, sched, step, ckpt, torch, cfg)
     model.eval()
     _, dev = _collect(cfg.train_files, titles, keep=True)
     scores = score_dev(model, tokenizer, dev, cfg) if dev else None

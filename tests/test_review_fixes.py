@@ -1,7 +1,9 @@
 """Defects found in a review of the whole package (2026-11-27), each pinned by a test: unpaired surrogates from
 PDF text and the command line, clashing doc_ids, settings that follow the index, no empty index left behind,
 passages longer than the embedder reads, documents changed while answering, whole-word answer matching,
---save-threshold where nothing can be saved, absolute sources for --prune."""
+--save-threshold where nothing can be saved, absolute sources for --prune; and from a second review: official
+v2.0 no-answer scoring, SQuAD files with a byte-order mark, highlights after control characters, eval options
+checked before any work (the training ones are in test_training.py)."""
 
 from __future__ import annotations
 
@@ -251,3 +253,43 @@ def test_a_rebuild_with_other_chunking_is_one_change(tmp_path, tiny_corpus, fake
         s.verify()
         assert (s.manifest.chunk_size, s.get_setting("min_score")) == (80, None)  # chosen for the old chunks
         assert sorted(s.document_hashes()) == sorted(TINY_DOCS)
+
+
+# --- second review: scoring, SQuAD files, highlighting, eval options ----------------------------------------------
+
+
+def test_no_answer_scoring_follows_the_official_v2_script():
+    from qa.metrics import exact_match, f1_score, max_over_gold
+
+    assert max_over_gold(exact_match, "the", ()) == 1.0  # normalises to "": an abstention
+    assert max_over_gold(f1_score, ",", ()) == 1.0
+    assert max_over_gold(exact_match, "", ("a", "  ")) == 1.0  # golds that normalise to nothing are dropped
+    assert max_over_gold(exact_match, "Paris", ("the", "Paris")) == 1.0
+
+
+def test_a_squad_file_with_a_byte_order_mark_loads(tmp_path):
+    from qa.squad import load_squad
+
+    body = json.dumps({"data": [{"title": "T", "paragraphs": [{"context": "The wall fell in 1989.", "qas": [
+        {"id": "q", "question": "When?", "answers": [{"text": "1989", "answer_start": 17}]}]}]}]})
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
+    assert load_squad(path)[0].paragraphs[0].questions[0].answers == ("1989",)
+
+
+def test_the_highlight_stays_on_the_answer_after_a_form_feed():
+    from qa.render import answer_in_context
+    from qa.schema import Answer, Span
+
+    context = "Page one.\x0cThe tower\r\n was built in 1958."
+    i = context.index("1958")
+    text = answer_in_context(Answer("1958", 0.9, "d", Span(i, i + 4), "d#0", context, Span(i, i + 4), ""))
+    assert [text.plain[s.start : s.end] for s in text.spans] == ["1958"]
+
+
+@pytest.mark.parametrize(("args", "message"), [(["--mode", "retreival"], "--mode must be one of"),
+                                               (["--report", "out.txt"], "must end in .jsonl or .csv")])
+def test_eval_options_are_checked_before_any_work(tmp_path, args, message):
+    gold = write(tmp_path / "gold.jsonl", '{"id": "q", "question": "When?", "answers": ["1989"]}\n')
+    result = cli("eval", gold, "-i", tmp_path / "no-index-here", *args, code=2)  # not 1: "no index"
+    assert message in result.stderr

@@ -114,6 +114,41 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_reader, monkeypatch):
     assert seen == [3, 4] and result.steps == 4
     assert not (tmp_path / "out" / "checkpoint").exists()  # cleaned up once the run finished
 
+    # the same run as one that was never interrupted: same batches, schedule and dropout masks
+    from safetensors.numpy import load_file
+
+    straight = train_reader(config(tmp_path, tiny_reader, max_steps=4, dev_articles=(),
+                                   output_dir=str(tmp_path / "straight")))
+    resumed_w, straight_w = load_file(f"{result.output_dir}/model.safetensors"), load_file(
+        f"{straight.output_dir}/model.safetensors")
+    assert all((resumed_w[k] == straight_w[k]).all() for k in straight_w)
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, tiny_reader, monkeypatch):
+    import qa.training as training
+    from qa.errors import TrainingDataError
+
+    real_save = training._save_checkpoint
+
+    def save_then_crash(*args):
+        real_save(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_reader(config(tmp_path, tiny_reader, max_steps=4, save_every=2, dev_articles=()))
+    monkeypatch.setattr(training, "_save_checkpoint", real_save)
+    with pytest.raises(TrainingDataError, match=r"batch_size 2 -> 4"):
+        train_reader(config(tmp_path, tiny_reader, max_steps=4, save_every=2, dev_articles=(), batch_size=4,
+                            resume=True))
+
+
+def test_an_unknown_dev_article_is_an_error(tmp_path, tiny_reader):
+    from qa.errors import TrainingDataError
+
+    with pytest.raises(TrainingDataError, match="'beta'"):
+        train_reader(config(tmp_path, tiny_reader, dev_articles=("beta",)))  # the title is "Beta"
+
 
 def test_distillation_loss_is_zero_for_the_teacher_itself_and_ignores_padding():
     import torch
