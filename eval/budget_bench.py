@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--article", action="append", help="only questions of this article title (repeat)")
     ap.add_argument("--questions", type=int, default=100, help="questions timed, spread evenly [default: 100]")
     args = ap.parse_args(argv)
+    if args.questions < 1:
+        ap.error(f"--questions must be at least 1, got {args.questions}")
 
     settings = Settings.from_env()
     try:

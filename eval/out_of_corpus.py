@@ -16,6 +16,8 @@ outside, weighed equally) and reported on the second half.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -68,8 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("squad", type=Path, help="SQuAD v1.1/v2.0 JSON file")
     ap.add_argument("--article", action="append", required=True,
                     help="article whose questions are asked (repeat; the first half chooses the floor)")
-    ap.add_argument("--work", type=Path, default=Path("runs/out-of-corpus"), help="folder for the two indexes")
+    ap.add_argument("--work", type=Path, default=Path("runs/out-of-corpus"), help="folder for the indexes")
     args = ap.parse_args(argv)
+    if len(set(args.article)) < 2:
+        ap.error("name at least two articles: the first half chooses the floor, the second checks it")
+    # one pair of indexes per file and article set, so that a run with other articles never reuses them
+    key = hashlib.sha256(json.dumps([str(args.squad.resolve()), sorted(args.article)]).encode()).hexdigest()[:12]
+    work = args.work / f"{args.squad.stem}-{key}"
 
     settings = Settings.from_env()
     try:
@@ -83,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         questions = [{"article": a.title, "question": q.question, "answers": list(q.answers)}
                      for a in articles if a.title in args.article for p in a.paragraphs for q in p.questions
                      if q.answers]
-        index_documents(docs, args.work / "inside", settings=settings)
-        index_documents([d for d in docs if d.doc_id not in args.article], args.work / "outside", settings=settings)
-        inside = ask_all(args.work / "inside", questions, settings, "inside")
-        outside = ask_all(args.work / "outside", questions, settings, "outside")
+        index_documents(docs, work / "inside", settings=settings)
+        index_documents([d for d in docs if d.doc_id not in args.article], work / "outside", settings=settings)
+        inside = ask_all(work / "inside", questions, settings, "inside")
+        outside = ask_all(work / "outside", questions, settings, "outside")
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -14,6 +15,9 @@ SHIPPED_READER_DIR = Path(__file__).resolve().parent / "models" / "reader"
 PACKAGED_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 
 RETRIEVERS = ("dense", "bm25", "hybrid")
+
+#: Longest question the reader reads, in its tokens (longer ones are cut).
+READER_MAX_QUESTION_TOKENS = 64
 READER_RUNTIMES = ("auto", "onnx", "onnx-int8", "torch")
 
 
@@ -79,8 +83,19 @@ class Settings:
             raise ValueError(f"max_answers must be at least 1, got {self.max_answers}")
         if not 0.0 <= self.min_score <= 1.0:
             raise ValueError(f"min_score must be in [0, 1], got {self.min_score}")
-        if self.rank_penalty < 0:
-            raise ValueError(f"rank_penalty must not be negative, got {self.rank_penalty}")
+        if not self.rank_penalty >= 0 or math.isinf(self.rank_penalty):
+            raise ValueError(f"rank_penalty must be a finite number >= 0, got {self.rank_penalty}")
+        if self.fusion_depth < 1:
+            raise ValueError(f"fusion_depth must be at least 1, got {self.fusion_depth}")
+        if self.rrf_k < 0:
+            raise ValueError(f"rrf_k must not be negative, got {self.rrf_k}")
+        if self.max_answer_tokens < 1:
+            raise ValueError(f"max_answer_tokens must be at least 1, got {self.max_answer_tokens}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1 (or None for the library's default), got {self.threads}")
+        if not self.max_file_mb > 0:
+            raise ValueError(f"max_file_mb must be positive, got {self.max_file_mb}")
+        check_reader_window(self.reader_max_length, self.reader_stride)
         if self.on_error not in ("skip", "stop"):
             raise ValueError(f"on_error must be 'skip' or 'stop', got {self.on_error!r}")
         if self.reader_runtime not in READER_RUNTIMES:
@@ -121,6 +136,15 @@ class Settings:
     def reader_path(self) -> str:
         """Where the reader loads from: the weights shipped in qa/models/reader unless set."""
         return self.reader if self.reader is not None else str(SHIPPED_READER_DIR)
+
+
+def check_reader_window(max_length: int, stride: int) -> None:
+    """ValueError unless reader windows of ``max_length`` tokens can overlap by ``stride``: [CLS] question [SEP]
+    passage [SEP] must leave room for a question of at least one token (longer ones are cut to fit)."""
+    if not 0 <= stride <= max_length - 5:
+        raise ValueError(
+            f"reader stride must be in [0, {max(max_length - 5, 0)}] for windows of {max_length} tokens, got {stride}"
+        )
 
 
 def model_cache_dir() -> Path:

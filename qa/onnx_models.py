@@ -206,6 +206,14 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
+def _model_inputs(input_ids, attention_mask, token_type_ids) -> dict:
+    """Keyword inputs of a traced forward pass: token_type_ids only where the tokenizer makes them (not RoBERTa's)."""
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if token_type_ids is not None:
+        inputs["token_type_ids"] = token_type_ids
+    return inputs
+
+
 def _sample_inputs(model_path: str) -> dict:
     import torch
     from transformers import AutoTokenizer
@@ -234,8 +242,8 @@ def export_reader(model_path: str, target: Path, *, quantize: bool = False) -> P
             super().__init__()
             self.m = m
 
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            out = self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            out = self.m(**_model_inputs(input_ids, attention_mask, token_type_ids))
             return out.start_logits, out.end_logits
 
     return _export(_QA(model), _sample_inputs(model_path), target, ["start_logits", "end_logits"], quantize=quantize,
@@ -255,10 +263,8 @@ def export_query_encoder(model_path: str, target: Path) -> Path:
             super().__init__()
             self.m = m
 
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            hidden = self.m(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            hidden = self.m(**_model_inputs(input_ids, attention_mask, token_type_ids)).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, p=2, dim=1)

