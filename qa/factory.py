@@ -35,14 +35,20 @@ def prepare_models(settings: Settings | None = None) -> None:
 
 
 def models_ready(settings: Settings) -> bool:
-    """True when the ONNX files the settings' models need are built (or none can be built)."""
-    from qa.onnx_models import cached_onnx_path, embedder_cache_kind, is_mean_pooling_embedder, reader_cache_kind
+    """True when the ONNX files the settings' models need are built (or cannot be: none, or a failed export)."""
+    from qa.onnx_models import (
+        cached_onnx_path,
+        embedder_cache_kind,
+        failed_marker,
+        is_mean_pooling_embedder,
+        reader_cache_kind,
+    )
 
     kind = reader_cache_kind(settings.reader_runtime == "onnx-int8")
     needed = [cached_onnx_path(settings.reader_path, kind)] if settings.reader_runtime != "torch" else []
     if is_mean_pooling_embedder(settings.embedder_path):
         needed.append(cached_onnx_path(settings.embedder_path, embedder_cache_kind()))
-    return all(p is None or p.exists() for p in needed)
+    return all(p is None or p.exists() or failed_marker(p).exists() for p in needed)
 
 
 def make_reader(settings: Settings):

@@ -73,6 +73,21 @@ def cached_onnx_path(model_path: str, kind: str) -> Path | None:
     return model_cache_dir() / f"{kind}-{weights_digest(p)}" / "model.onnx"
 
 
+def failed_marker(target: Path) -> Path:
+    """Where a failed export to ``target`` is remembered, with its reason, so that every start does not retry it
+    (a new EXPORT_VERSION or other weights get a new folder; delete the file to retry)."""
+    return target.with_name("export-failed.txt")
+
+
+def remember_failure(target: Path, exc: BaseException) -> None:
+    """Record that exporting to ``target`` failed (best effort: a read-only cache just retries next time)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        failed_marker(target).write_text(f"{type(exc).__name__}: {exc}\n", encoding="utf-8")
+    except OSError:
+        pass
+
+
 def session(path: Path, threads: int | None = None):
     """An ONNX Runtime CPU session with full graph optimisation."""
     import onnxruntime as ort
@@ -329,15 +344,18 @@ def prepare_query_encoder(model_name: str, model_path: str, threads: int | None 
     if not is_mean_pooling_embedder(model_path):
         return None
     target = cached_onnx_path(model_path, embedder_cache_kind())
-    if target is None:
+    if target is None or failed_marker(target).exists():
         return None
+    exporting = not target.exists()
     try:
-        if not target.exists():
+        if exporting:
             log.info("exporting the query encoder to ONNX once, into %s", target)
             export_query_encoder(model_path, target)
         return OnnxQueryEncoder(model_name, model_path, target, threads)
     except Exception as exc:  # noqa: BLE001 - sentence-transformers still works; say why ONNX does not
         log.warning("ONNX query encoder unavailable for %s (%s); using sentence-transformers", model_path, exc)
+        if exporting:
+            remember_failure(target, exc)
         if target.exists():
             target.unlink(missing_ok=True)
         return None

@@ -142,14 +142,25 @@ class TransformersReader:
 
     def _load_onnx(self) -> bool:
         """Open (exporting once if needed) the ONNX session, fp32 or int8; False when it cannot be used."""
-        from qa.onnx_models import cached_onnx_path, export_reader, reader_cache_kind, session
+        from qa.onnx_models import (
+            cached_onnx_path,
+            export_reader,
+            failed_marker,
+            reader_cache_kind,
+            remember_failure,
+            session,
+        )
 
         int8 = self.runtime == "onnx-int8"
         target = cached_onnx_path(self.path, reader_cache_kind(int8))
         if target is None:
             return False
+        if failed_marker(target).exists():
+            log.info("ONNX export of reader %s failed before (%s); using torch", self.path, failed_marker(target))
+            return False
+        exporting = not target.exists()
         try:
-            if not target.exists():
+            if exporting:
                 log.info("exporting the reader to ONNX once, into %s", target)
                 export_reader(self.path, target, quantize=int8)
             self._session = session(target, self.threads)
@@ -157,6 +168,8 @@ class TransformersReader:
             self._onnx_inputs = frozenset(i.name for i in self._session.get_inputs())
         except Exception as exc:  # noqa: BLE001 - torch still works; say why ONNX does not
             log.warning("ONNX reader unavailable for %s (%s); using torch", self.path, exc)
+            if exporting:
+                remember_failure(target, exc)
             if target.exists():
                 target.unlink(missing_ok=True)
             return False

@@ -98,3 +98,16 @@ def test_sample_questions_is_deterministic_and_spread_over_articles():
     assert sorted(e.doc_id.split("/")[0] for e in first) == sorted("abcd" * 2)
     assert [e.qid for e in sample_questions(examples, 5, seed=1)] == [e.qid for e in first[:5]]
     assert len(sample_questions(examples, 100, seed=1)) == 40
+
+
+def test_bench_with_bm25_times_no_query_embedding(tmp_path, tiny_reader):
+    squad = tmp_path / "tiny-squad.json"
+    squad.write_text(json.dumps(TINY_SQUAD), encoding="utf-8")
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        app, ["bench", str(squad), "--reader", str(tiny_reader), "--retriever", "bm25", "--questions", "2",
+              "--cold-runs", "1", "--output", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "none (bm25 embeds no question)" in result.stdout
+    assert json.loads(out.read_text(encoding="utf-8"))["latency_ms"]["embed_p50"] == 0.0

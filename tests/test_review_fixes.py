@@ -318,3 +318,32 @@ def test_a_long_question_is_cut_to_fit_short_overlapping_windows(tiny_reader):
     answers = reader.read(question, [Hit(Chunk("d#0", "d", 0, len(text), text), 1.0, 0)], max_answers=1,
                           min_score=0.0)  # the tokenizer panicked here: 28 question tokens fit, not 40
     assert len(answers) == 1 and text[answers[0].span.start : answers[0].span.end] == answers[0].text
+
+
+def test_a_failed_reader_export_is_not_retried_on_every_start(tiny_reader, monkeypatch, tmp_path):
+    import qa.onnx_models
+
+    monkeypatch.setenv("QA_MODEL_DIR", str(tmp_path / "models"))  # the marker must not reach other tests
+    from qa.factory import models_ready
+    from qa.reader import TransformersReader
+    from qa.schema import Chunk, Hit
+
+    calls = []
+
+    def broken_export(*args, **kwargs):
+        calls.append(args)
+        raise RuntimeError("this model cannot be traced")
+
+    monkeypatch.setattr(qa.onnx_models, "export_reader", broken_export)
+    text = "The Berlin Wall fell in 1989."
+    hits = [Hit(Chunk("d#0", "d", 0, len(text), text), 1.0, 0)]
+    for _ in range(2):  # two starts
+        reader = TransformersReader(str(tiny_reader), runtime="auto")
+        assert reader.read("When?", hits, max_answers=1, min_score=0.0)
+        assert reader.active_runtime == "torch"
+    assert len(calls) == 1
+    marker = qa.onnx_models.failed_marker(
+        qa.onnx_models.cached_onnx_path(str(tiny_reader), qa.onnx_models.reader_cache_kind(False)))
+    assert "cannot be traced" in marker.read_text()
+    settings = Settings(reader=str(tiny_reader), embedder=str(tiny_reader))  # not a sentence embedder: no export
+    assert models_ready(settings)  # so `qa ask` does not show "preparing models" each time
