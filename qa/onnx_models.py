@@ -143,10 +143,11 @@ def _fuse(src: Path, dst: Path, sample: dict, heads: int, hidden: int) -> Path:
 
 
 def _export(
-    module, sample: dict, target: Path, outputs: list[str], *, quantize: bool, attention: tuple[int, int] | None
+    module, sample: dict, target: Path, outputs: list[str], *, quantize: bool, attention: tuple[int, int] | None,
+    source: str,
 ) -> Path:
     """Trace ``module`` to ONNX (dynamic batch and length), fuse where ``attention`` (heads, hidden)
-    is given, optionally int8-quantize, move into place."""
+    is given, optionally int8-quantize, move into place; ``source`` (the model folder) is recorded beside it."""
     import torch
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -191,14 +192,24 @@ def _export(
             finally:
                 logging.disable(logging.NOTSET)
         os.replace(final, target)
+    (target.parent / SOURCE_FILE).write_text(_source_key(source) + "\n", encoding="utf-8")
     remove_superseded(target)
     return target
 
 
-def remove_superseded(target: Path) -> None:
-    """Delete cache folders of earlier export recipes for the weights ``target`` was exported from.
+SOURCE_FILE = "source.txt"  # beside each export: the model folder it came from
 
-    ``target`` is ``<cache>/<kind>-<digest>/model.onnx``; anything else is left alone.
+
+def _source_key(model_path: str) -> str:
+    return str(Path(model_path).resolve())
+
+
+def remove_superseded(target: Path) -> None:
+    """Delete cache folders that ``target`` makes dead weight: earlier export recipes of the same weights, and
+    exports of earlier weights of the same model folder (a new shipped reader leaves no 90 MB behind).
+
+    ``target`` is ``<cache>/<kind>-<digest>/model.onnx``; anything else is left alone, and so is any folder
+    that does not say which model folder it came from.
     """
     import shutil
 
@@ -206,11 +217,24 @@ def remove_superseded(target: Path) -> None:
     kind, sep, digest = folder.name.rpartition("-")
     if not sep or not kind.endswith(f"-v{EXPORT_VERSION}"):
         return
-    for old in SUPERSEDED_KINDS:
-        stale = folder.parent / f"{old}-{digest}"
-        if stale.is_dir() and stale != folder:
-            shutil.rmtree(stale, ignore_errors=True)
-            log.info("removed %s (an earlier export recipe of the same model)", stale)
+    stale = [folder.parent / f"{old}-{digest}" for old in SUPERSEDED_KINDS]
+    try:
+        source = (folder / SOURCE_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        source = None
+    if source:
+        for other in folder.parent.iterdir():
+            if other.name.rpartition("-")[2] == digest or not (other / SOURCE_FILE).is_file():
+                continue
+            try:
+                if (other / SOURCE_FILE).read_text(encoding="utf-8").strip() == source:
+                    stale.append(other)
+            except OSError:
+                continue
+    for old in stale:
+        if old.is_dir() and old != folder:
+            shutil.rmtree(old, ignore_errors=True)
+            log.info("removed %s (superseded by %s)", old, folder)
 
 
 def _quiet_transformers() -> None:
@@ -262,7 +286,7 @@ def export_reader(model_path: str, target: Path, *, quantize: bool = False) -> P
             return out.start_logits, out.end_logits
 
     return _export(_QA(model), _sample_inputs(model_path), target, ["start_logits", "end_logits"], quantize=quantize,
-                   attention=_attention_shape(model.config))
+                   attention=_attention_shape(model.config), source=model_path)
 
 
 def export_query_encoder(model_path: str, target: Path) -> Path:
@@ -285,7 +309,7 @@ def export_query_encoder(model_path: str, target: Path) -> Path:
             return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
     return _export(_Mean(model), _sample_inputs(model_path), target, ["embedding"], quantize=False,
-                   attention=_attention_shape(model.config))
+                   attention=_attention_shape(model.config), source=model_path)
 
 
 def is_mean_pooling_embedder(model_path: str) -> bool:

@@ -176,3 +176,22 @@ def test_a_reader_without_token_type_ids_runs_on_onnx_as_on_torch(tmp_path):
         assert reader.active_runtime == runtime
     assert [a.text for a in answers["onnx"]] == [a.text for a in answers["torch"]]
     assert [a.score for a in answers["onnx"]] == pytest.approx([a.score for a in answers["torch"]], abs=1e-3)
+
+
+def test_a_new_export_removes_exports_of_the_same_folders_earlier_weights(tmp_path, tiny_reader):
+    cache = tmp_path / "cache"
+    kind, int8 = onnx_models.reader_cache_kind(False), onnx_models.reader_cache_kind(True)
+    source = str(tiny_reader.resolve())
+    for name, came_from in ((f"{kind}-00000000000000aa", source),  # this folder, earlier weights: dead weight
+                            (f"{int8}-00000000000000aa", source),
+                            (f"{kind}-00000000000000bb", "/elsewhere/another-model"),  # another model: stays
+                            (f"{kind}-00000000000000cc", None)):  # says nothing of its source: stays
+        (cache / name).mkdir(parents=True)
+        (cache / name / "model.onnx").write_bytes(b"old")
+        if came_from:
+            (cache / name / onnx_models.SOURCE_FILE).write_text(came_from + "\n")
+    target = cache / f"{kind}-{onnx_models.weights_digest(tiny_reader)}" / "model.onnx"
+    export_reader(str(tiny_reader), target)
+    assert (target.parent / onnx_models.SOURCE_FILE).read_text().strip() == source
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [f"{kind}-00000000000000bb", f"{kind}-00000000000000cc", target.parent.name])
