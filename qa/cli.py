@@ -123,10 +123,11 @@ def index(
     overlap: Annotated[int | None, typer.Option(
         min=0, help="Overlap of passages in tokens. [default: the index's, else 32]")] = None,
     prune: Annotated[bool, typer.Option(help="Remove indexed documents whose files are gone.")] = False,
-    rebuild: Annotated[bool, typer.Option(help="Drop the index and build it again from PATHS (other embedder or "
-                                          "chunking, or a damaged index).")] = False,
+    rebuild: Annotated[bool, typer.Option(help="Build the index again from PATHS alone, which must be given "
+                                          "(other embedder or chunking, or a damaged index).")] = False,
     wait: Annotated[float, typer.Option(min=0.0, help="Seconds to wait for another `qa index` to finish.")] = 0.0,
-    on_error: Annotated[str | None, typer.Option(help="skip (report and go on) or stop at an unreadable file.")] = None,
+    on_error: Annotated[str | None, typer.Option(
+        help="skip (report and go on) or stop at an unreadable file. [default: skip]")] = None,
 ) -> None:
     """Index documents (.txt, .md, .html, .pdf): only new or changed ones are embedded again.
 
@@ -139,6 +140,11 @@ def index(
     from qa.indexing import follow_index
     from qa.render import render_index_report
 
+    if rebuild and not paths:
+        # without PATHS a rebuild would hold seeds/ alone and drop every other document
+        _error("--rebuild keeps only the documents in PATHS: name the files and folders to rebuild from "
+               "(`qa index --rebuild seeds` for the demo article)")
+        raise typer.Exit(2)
     settings = _settings(
         index_dir=str(index_dir) if index_dir else None, embedder=embedder, chunk_size=chunk_size,
         chunk_overlap=overlap, on_error=on_error,
@@ -247,12 +253,14 @@ def chat(
     top_k: TopK = None,
     retriever: RetrieverOpt = None,
     reader: ReaderOpt = None,
+    runtime: RuntimeOpt = None,
     min_score: MinScore = None,
 ) -> None:
     """Chat with your documents: ask one question after another (:help inside lists commands)."""
     from qa.chat import chat_loop, prompt_reader
 
-    settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader)
+    settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
+                         reader_runtime=runtime)
     assistant = _run(lambda: _open_assistant(settings))
     history = Path(assistant.settings.index_dir) / ".chat_history"
     try:
@@ -269,23 +277,29 @@ def chat(
 @app.command()
 def status(
     index_dir: IndexDir = None,
+    docs: Annotated[bool, typer.Option("--docs", help="Also list every document: id, passages, source.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Show what the index holds: documents, passages, models, settings, size, build time."""
+    """Show what the index holds: documents, passages, embedder, settings, size, build time."""
     from qa.indexing import index_status
-    from qa.render import render_status
+    from qa.render import render_documents, render_status
 
     settings = _settings(index_dir=str(index_dir) if index_dir else None)
-    info = _run(lambda: index_status(settings.index_dir))
+    info = _run(lambda: index_status(settings.index_dir, documents=docs))
     if as_json:
         _print_json(info)
+        return
+    listing = info.pop("document_list", None)
+    _out().print(render_status(info))
+    if listing is not None:
+        _out().print(render_documents(listing))
     else:
-        _out().print(render_status(info))
+        _out().print("`qa status --docs` lists the documents (ids for `qa remove`).", markup=False)
 
 
 @app.command()
 def remove(
-    doc_ids: Annotated[list[str], typer.Argument(help="Document ids to remove (see `qa status`).")],
+    doc_ids: Annotated[list[str], typer.Argument(help="Document ids to remove (see `qa status --docs`).")],
     index_dir: IndexDir = None,
     wait: Annotated[float, typer.Option(min=0.0, help="Seconds to wait for a running `qa index` to finish.")] = 0.0,
 ) -> None:
@@ -341,6 +355,10 @@ def eval_(
     if save_threshold and not sweep:
         _error("--save-threshold needs --sweep")
         raise typer.Exit(2)
+    if index_dir is not None and mode != "reader" and _run(lambda: evaluation.load_gold(gold)).kind == "squad":
+        _err().print(f"note: a SQuAD file is asked against its own paragraphs, indexed into "
+                     f"{evaluation.squad_index_dir(gold, settings)}; --index-dir is not used", markup=False,
+                     soft_wrap=True)
     if save_threshold and (mode != "pipeline" or _run(lambda: evaluation.load_gold(gold)).kind == "squad"):
         # reader mode uses no index, and a SQuAD file is asked against a cache index of its own paragraphs
         _error("--save-threshold stores the threshold in the index `qa ask` uses, so it needs --mode pipeline "

@@ -147,6 +147,12 @@ def check_reader_window(max_length: int, stride: int) -> None:
         )
 
 
+def missing_model_folder(model: str) -> bool:
+    """True when ``model`` is written as a filesystem path (/..., ./..., ../..., ~...) that is not a folder, so it
+    cannot be meant as a Hugging Face id: say "no such folder" rather than the hub's message about repo ids."""
+    return model.startswith(("/", "./", "../", "~", ".\\", "..\\")) and not Path(model).expanduser().is_dir()
+
+
 def model_cache_dir() -> Path:
     """Folder for derived model files (ONNX exports); ``QA_MODEL_DIR`` overrides it."""
     env = os.environ.get("QA_MODEL_DIR")

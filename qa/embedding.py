@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from qa.config import missing_model_folder
 from qa.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class SentenceTransformerEmbedder:
     def model(self):
         """The loaded SentenceTransformer."""
         if self._model is None:
+            if missing_model_folder(self.path):
+                raise ModelLoadError(f"embedder {self.path!r}: no such folder")
             try:
                 from sentence_transformers import SentenceTransformer
 

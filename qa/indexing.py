@@ -70,14 +70,17 @@ def follow_index(settings: Settings, index_dir: str | Path, *, given: Collection
         ) from None
 
 
-def index_status(index_dir: str | Path) -> dict:
-    """What an index holds and how it was built, as plain values (for `qa status`)."""
+def index_status(index_dir: str | Path, *, documents: bool = False) -> dict:
+    """What an index holds and how it was built, as plain values (for `qa status`); ``documents`` adds
+    ``document_list``, one entry per document (doc_id, title, source, chars, passages)."""
     from dataclasses import asdict
 
     from qa.store import PassageStore
 
     with PassageStore.open(index_dir) as store:
         info = asdict(store.stats())
+        if documents:
+            info["document_list"] = store.document_summaries()
     info["documents"], info["passages"] = info.pop("documents"), info.pop("chunks")
     info["size_on_disk_mb"] = round((info.pop("sqlite_bytes") + info.pop("faiss_bytes")) / 1e6, 2)
     return info

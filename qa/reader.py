@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from qa.config import READER_MAX_QUESTION_TOKENS, Settings, check_reader_window
+from qa.config import READER_MAX_QUESTION_TOKENS, Settings, check_reader_window, missing_model_folder
 from qa.errors import ModelLoadError
 from qa.metrics import normalize_answer
 from qa.schema import Answer, Hit, Span
@@ -95,6 +95,8 @@ class TransformersReader:
         """The model's fast tokenizer, as a bare `tokenizers.Tokenizer` (no transformers import)."""
         from pathlib import Path
 
+        if missing_model_folder(self.path):
+            raise ModelLoadError(f"reader {self.path!r}: no such folder")
         local = Path(self.path) / "tokenizer.json"
         try:
             if local.exists():

@@ -100,4 +100,16 @@ def render_status(stats) -> RenderableType:
     return Panel(t, title="Index status", title_align="left")
 
 
+def render_documents(documents: Sequence[dict]) -> RenderableType:
+    """`qa status --docs`: one row per document."""
+    t = Table(title=f"{len(documents)} document(s)", title_justify="left")
+    t.add_column("doc_id", overflow="fold")
+    t.add_column("passages", justify="right")
+    t.add_column("chars", justify="right")
+    t.add_column("source", overflow="fold")
+    for d in documents:
+        t.add_row(escape(d["doc_id"]), str(d["passages"]), f"{d['chars']:,}", escape(_shown_path(d["source"] or "")))
+    return t
+
+
 ChatAsk = Callable[[str, int], QAResult]

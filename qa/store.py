@@ -254,7 +254,8 @@ def _write_durably(path: Path, data: bytes) -> None:
 
 
 def _rebuild_hint(index_dir: Path) -> str:
-    return f"rebuild it with `qa index --rebuild --index-dir {index_dir}` or delete {index_dir}/"
+    return (f"rebuild it from your documents with `qa index --rebuild --index-dir {index_dir} PATH...` "
+            f"(the files and folders it should hold) or delete {index_dir}/")
 
 
 def _connect(db_path: Path) -> sqlite3.Connection:
@@ -582,6 +583,14 @@ class PassageStore:
         """``{doc_id: sha256}`` of every indexed document (see :func:`document_sha256`)."""
         rows = self._query("SELECT doc_id, sha256 FROM documents ORDER BY doc_id")
         return {doc_id: sha for doc_id, sha in rows}
+
+    def document_summaries(self) -> list[dict[str, Any]]:
+        """Per document, in doc_id order: ``doc_id``, ``title``, ``source``, ``chars`` and ``passages``."""
+        rows = self._query(
+            "SELECT d.doc_id, d.title, d.source, d.n_chars, count(c.rowid) FROM documents d "
+            "LEFT JOIN chunks c ON c.doc_id = d.doc_id GROUP BY d.doc_id ORDER BY d.doc_id"
+        )
+        return [{"doc_id": d, "title": t, "source": s, "chars": n, "passages": k} for d, t, s, n, k in rows]
 
     def get_document(self, doc_id: str) -> Document:
         """The stored document; KeyError if absent."""

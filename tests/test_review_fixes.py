@@ -347,3 +347,44 @@ def test_a_failed_reader_export_is_not_retried_on_every_start(tiny_reader, monke
     assert "cannot be traced" in marker.read_text()
     settings = Settings(reader=str(tiny_reader), embedder=str(tiny_reader))  # not a sentence embedder: no export
     assert models_ready(settings)  # so `qa ask` does not show "preparing models" each time
+
+
+# --- docs against behaviour ----------------------------------------------------------------------------------------
+
+
+def test_status_docs_lists_the_ids_qa_remove_needs(tmp_path, tiny_corpus, fake_models):  # noqa: F811
+    index_dir = tmp_path / "index"
+    cli("index", tiny_corpus, "-i", index_dir)
+    listing = json.loads(cli("status", "-i", index_dir, "--docs", "--json").stdout)["document_list"]
+    assert [d["doc_id"] for d in listing] == sorted(TINY_DOCS)
+    assert all(d["passages"] >= 1 and d["source"].endswith(f"{d['doc_id']}.txt") for d in listing)
+    assert "paris" in cli("status", "-i", index_dir, "--docs").stdout
+    assert "--docs" in cli("status", "-i", index_dir).stdout  # the plain view says how to see them
+
+
+def test_rebuild_needs_paths_so_it_cannot_drop_documents_for_the_demo_folder(tmp_path, tiny_corpus,
+                                                                            fake_models):  # noqa: F811
+    index_dir = tmp_path / "index"
+    cli("index", tiny_corpus, "-i", index_dir)
+    refused = cli("index", "-i", index_dir, "--rebuild", code=2)
+    assert "name the files and folders" in refused.stderr
+    assert sorted(hashes(index_dir)) == sorted(TINY_DOCS)
+
+
+def test_a_reader_path_that_does_not_exist_says_so(tmp_path):
+    from qa.errors import ModelLoadError
+    from qa.reader import TransformersReader
+
+    with pytest.raises(ModelLoadError, match="no such folder"):
+        TransformersReader(str(tmp_path / "no-reader-here")).warm_up()
+
+
+def test_eval_says_when_a_squad_file_ignores_the_index_dir(tmp_path, monkeypatch):
+    import qa.evaluation
+
+    monkeypatch.setattr(qa.evaluation, "evaluate_file", lambda *a, **k: (_ for _ in ()).throw(QAError("stop here")))
+    squad = write(tmp_path / "tiny.json", json.dumps({"data": [{"title": "T", "paragraphs": [
+        {"context": "The wall fell in 1989.", "qas": [
+            {"id": "q1", "question": "When?", "answers": [{"text": "1989", "answer_start": 17}]}]}]}]}))
+    result = cli("eval", squad, "-i", tmp_path / "index", code=1)
+    assert "--index-dir is not used" in result.stderr and "eval-index" in result.stderr
