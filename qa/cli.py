@@ -382,7 +382,8 @@ def eval_(
         _print_json(summary.to_dict())
     else:
         _out().print(render_eval.summary_table(summary))
-        _out().print(render_eval.failures_table(summary.rows))
+        if any(r.label is not None for r in summary.rows):
+            _out().print(render_eval.failures_table(summary.rows))
     if min_f1 is not None and summary.f1 is not None and summary.f1 < min_f1:
         _err().print(f"F1 {summary.f1:.2f} is below --min-f1 {min_f1}", markup=False, soft_wrap=True)
         raise typer.Exit(1)

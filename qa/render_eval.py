@@ -69,7 +69,7 @@ def summary_table(summary: EvalSummary) -> Table:
         table.add_row(label.replace("_", " "), f"[{style}]{count}[/]" if style else str(count), "")
     table.add_section()
     if summary.reads:
-        table.add_row("threshold", f"{summary.threshold:.3f}", "abstain below this answer score")
+        table.add_row("threshold", format_threshold(summary.threshold), "abstain below this answer score")
     if summary.retriever is not None:
         note = "no reader" if summary.passages_k is None else f"{summary.passages_k} passages to the reader"
         table.add_row("retriever", escape(summary.retriever), note)
@@ -83,6 +83,16 @@ def _thin(n: int, keep: int, max_rows: int) -> list[int]:
     step = (n - 1) / max(1, max_rows - 2)
     picked = {round(i * step) for i in range(max_rows - 1)} | {keep, n - 1}
     return sorted(picked)
+
+
+def format_threshold(t: float) -> str:
+    """A threshold readable where answer scores crowd (logistic scores pile up next to 0 and 1): 0.437,
+    1 - 2.4e-05, 3.1e-06."""
+    if 0.999 < t < 1.0:
+        return f"1 - {1.0 - t:.1e}"
+    if 0.0 < t < 0.001:
+        return f"{t:.1e}"
+    return f"{t:.3f}"
 
 
 def sweep_table(
@@ -115,7 +125,7 @@ def sweep_table(
         t, em, f1, acc = curve[i]
         is_best = i == best_i
         table.add_row(
-            f"{t:.3f}",
+            format_threshold(t),
             f"{em:.1f}",
             f"{f1:.1f}",
             _pct(acc),

@@ -388,3 +388,11 @@ def test_eval_says_when_a_squad_file_ignores_the_index_dir(tmp_path, monkeypatch
             {"id": "q1", "question": "When?", "answers": [{"text": "1989", "answer_start": 17}]}]}]}]}))
     result = cli("eval", squad, "-i", tmp_path / "index", code=1)
     assert "--index-dir is not used" in result.stderr and "eval-index" in result.stderr
+
+
+def test_thresholds_where_scores_crowd_stay_distinct():
+    from qa.render_eval import format_threshold
+
+    shown = [format_threshold(t) for t in (0.0, 3.1e-06, 0.0004, 0.5, 0.99997, 0.9999991, 1.0)]
+    assert shown == ["0.000", "3.1e-06", "4.0e-04", "0.500", "1 - 3.0e-05", "1 - 9.0e-07", "1.000"]
+    assert len(set(shown)) == len(shown)
