@@ -1168,7 +1168,8 @@ def _acquire_lock(d: Path, timeout: float) -> Any:
         lock.acquire()
     except Timeout:
         raise IndexLockedError(
-            f"another qa index is writing to {d}; wait for it to finish or stop it, then try again"
+            f"another qa index is writing to {d}; wait for it to finish or stop it, then try again "
+            f"(or pass --wait SECONDS)"
         ) from None
     return lock
 

@@ -470,7 +470,9 @@ def test_two_concurrent_writers_one_gets_the_lock_message(changing, driver, runs
     loser, winner = sorted(runs, key=lambda r: r.proc.poll() is None)
     code, _, err = loser.finish()
     assert code == 1
-    assert only_line(err) == (f"error: {LOCKED} to {index_dir}; wait for it to finish or stop it, then try again")
+    assert only_line(err) == (
+        f"error: {LOCKED} to {index_dir}; wait for it to finish or stop it, then try again (or pass --wait SECONDS)"
+    )
     winner.wait_reached()
 
     # readers keep working while the winner writes, and see the index as it was
