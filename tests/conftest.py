@@ -9,6 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# Property tests draw the same examples on every run and keep no example database in the repo: deterministic.
+hypothesis_settings.register_profile("qa", derandomize=True, database=None)
+hypothesis_settings.load_profile("qa")
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "seeds"

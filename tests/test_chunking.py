@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import pytest
@@ -109,11 +108,10 @@ def test_text_holding_pysbd_marker_characters(marker: str) -> None:
 
 
 def test_many_tiny_sentences_stay_fast() -> None:
-    # pysbd's own char_span mode is quadratic here (30 s for 10,000 sentences).
+    # pysbd's own char_span mode is quadratic here (30 s for 10,000 sentences; this split takes under 1 s). No
+    # wall-clock assertion (timings belong in benchmarks): a regression shows as a test that takes 30 s.
     text = "a. " * 10_000 + "\n" + "b\n" * 5_000
-    start = time.perf_counter()
     spans = sentence_spans(text)
-    assert time.perf_counter() - start < 20
     check_spans(text, spans)
 
 

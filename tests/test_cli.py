@@ -52,6 +52,7 @@ def test_ask_json_with_any_reader(seed_index, tiny_reader):
     data = json.loads(result.stdout)
     assert set(data) == {"question", "abstained", "answers", "passages"}
     text = (SEEDS / "isis-k-moscow-attack.txt").read_text(encoding="utf-8")
+    assert data["answers"] and data["passages"]  # --min-score 0: the tiny reader always answers
     for a in data["answers"]:
         assert text[a["start"] : a["end"]] == a["text"]
         assert a["text"] in a["context"]
@@ -191,3 +192,21 @@ def test_eval_sweep_saves_threshold_for_ask(tmp_path, tiny_reader):
     with PassageStore.open(index_dir) as store:
         saved = store.get_setting("min_score")
     assert saved is not None and 0.0 <= saved <= 1.0
+
+
+@pytest.mark.slow
+def test_answering_imports_no_torch(seed_index):
+    """With the ONNX files built, a question is answered with ONNX Runtime and tokenizers alone: a fresh process
+    that opens the index and asks never imports torch, transformers or sentence-transformers."""
+    from qa.config import Settings
+    from qa.factory import prepare_models
+
+    prepare_models(Settings())  # what `qa index` does once; ONNX exports into the session's model cache
+    code = (
+        "import sys\nfrom qa import Assistant\n"
+        f"result = Assistant.open({str(seed_index)!r}).ask('When was ISIS-K formed?')\n"
+        "heavy = {'torch', 'transformers', 'sentence_transformers'}\n"
+        "print(result.best.text if result.best else '', sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "2015 []", out.stderr

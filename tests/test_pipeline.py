@@ -89,9 +89,13 @@ def test_open_rejects_another_embedder(fake_index):
         Assistant.open(fake_index, Settings(embedder="sentence-transformers/all-MiniLM-L6-v2"))
 
 
-def test_settings_precedence():
+def test_settings_precedence(monkeypatch):
     s = Settings.from_env(passages_k=0 + 7, min_score=0.0)
     assert s.passages_k == 7 and s.min_score == 0.0  # 0.0 is kept, not replaced by the default
+    monkeypatch.setenv("QA_INDEX_DIR", "/from/env")
+    assert Settings.from_env().index_dir == "/from/env"  # the environment over the default
+    assert Settings.from_env(index_dir="explicit").index_dir == "explicit"  # an explicit value over both
+    assert Settings.from_env(index_dir=None).index_dir == "/from/env"  # None means "not given"
     with pytest.raises(TypeError):
         Settings().merge(no_such_setting=1)
     with pytest.raises(ValueError):

@@ -207,6 +207,7 @@ class LockProbingEmbedder(FakeEmbedder):
         probe = ("import sys; from qa.store import PassageStore\n"
                  "try:\n    PassageStore.write_lock(sys.argv[1])\nexcept Exception:\n    sys.exit(3)\n")
         done = subprocess.run([sys.executable, "-c", probe, str(self.index_dir)], check=False)
+        assert done.returncode in (0, 3), done  # 3: locked out; anything else is a broken probe
         self.other_writer_got_lock = done.returncode == 0
         return super().encode_passages(texts, progress)
 
@@ -219,7 +220,8 @@ def test_rebuilding_a_mismatched_index_holds_the_lock_while_embedding(tmp_path, 
                          embedder=probing, rebuild=True)
     assert probing.other_writer_got_lock is False
     assert report.documents == len(TINY_DOCS) and PassageStore.peek_manifest(index_dir).chunk_size == 80
-    PassageStore.write_lock(index_dir).release()  # and it is free again afterwards
+    probing.encode_passages(["the same probe once the run is over"])  # control: now the probe gets the lock
+    assert probing.other_writer_got_lock is True
 
 
 def test_a_rebuild_with_other_chunking_is_one_change(tmp_path, tiny_corpus, fake_embedder, monkeypatch):

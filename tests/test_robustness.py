@@ -100,9 +100,7 @@ def test_one_enormous_sentence_indexes(tmp_path, fake_models):
     doc.parent.mkdir()
     text = " ".join(f"word{i % 997}" for i in range(40_000))  # ~330 KB, no punctuation at all
     doc.write_text(text, encoding="utf-8")
-    started = time.monotonic()
-    cli("index", doc.parent, "-i", tmp_path / "index")
-    assert time.monotonic() - started < 60
+    cli("index", doc.parent, "-i", tmp_path / "index")  # finishing at all is the point (a quadratic split hung)
     with PassageStore.open(tmp_path / "index") as store:
         store.verify()  # every passage slices back out of the document
         chunks = store.chunks_of("run-on")
@@ -215,10 +213,8 @@ def test_one_enormous_sentence_with_the_real_tokenizer():
     settings = Settings()
     count_tokens = qa.factory.make_embedder(settings).count_tokens  # tokenizers only: no model is loaded
     text = " ".join(f"слово{i % 97} 词{i % 89} word{i % 13}" for i in range(15_000))  # ~330 KB, one sentence
-    started = time.monotonic()
     chunks = chunk_document(Document("run-on", text), size=settings.chunk_size, overlap=settings.chunk_overlap,
                             count_tokens=count_tokens)
-    assert time.monotonic() - started < 60
     assert chunks[0].char_start == 0 and chunks[-1].char_end == len(text)
     assert all(text[c.char_start : c.char_end] == c.text for c in chunks)
     assert max(count_tokens([c.text for c in chunks])) <= settings.chunk_size
@@ -445,10 +441,8 @@ def test_sigkill_during_rebuild_for_another_embedder(indexed, driver, runs, tmp_
 
     docs = check_index(index_dir, corpus, tiny_reader)
     embedder = status(index_dir)["embedder"]
-    if point == "embedding":  # the old index is only emptied once the new vectors are ready
-        assert (embedder, docs) == (FAKE, before)
-    else:  # killed between emptying and filling: an empty index of the new embedder, never a mixture
-        assert (embedder, docs) in [(FAKE, before), ("fake-other", {})]
+    # one atomic change: killed while embedding or just before the commit, the old index is whole
+    assert (embedder, docs) == (FAKE, before)
 
     cli("index", corpus, "-i", index_dir, "--rebuild", "--embedder", "fake-other")
     assert status(index_dir)["embedder"] == "fake-other"

@@ -489,6 +489,8 @@ CRASH_SCRIPT = textwrap.dedent(
         docs = [Document(f"d{{j}}", f"d{{j}} version {{i}}. " * (1 + (i + j) % 4)) for j in range(3)]
         docs.append(Document(f"x{{i}}", f"extra {{i}}"))
         s.apply([upsert(d) for d in docs], [f"x{{i - 1}}"])
+        if i == 1:
+            print("committed", flush=True)  # the random kill comes after this first change
     """
 ).format(tests=str(REPO / "tests"))
 
@@ -507,6 +509,7 @@ def _run_crash(index_dir: Path, point: str, delay: float | None = None) -> int:
         line = proc.stdout.readline()
         assert line.strip() == "ready", proc.stderr.read()
         if delay is not None:
+            assert proc.stdout.readline().strip() == "committed", proc.stderr.read()
             time.sleep(delay)
             proc.send_signal(signal.SIGKILL)
         return proc.wait(timeout=30)
@@ -560,8 +563,7 @@ def test_sigkill_at_random_moments_never_mixes_changes(tmp_path, delay):
     _check_consistent(index_dir)
     with PassageStore.open(index_dir) as s:
         docs = {d: s.get_document(d).text for d in s.document_hashes()}
-    if not docs:
-        return  # killed before the first commit
+    assert docs  # killed after the first change at the earliest
     # one change upserts d0..d2 at version i and swaps x{i-1} for x{i}: all or nothing
     versions = {int(m) for d, t in docs.items() if d.startswith("d") for m in re.findall(r"version (\d+)", t)}
     extras = [d for d in docs if d.startswith("x")]
