@@ -398,3 +398,35 @@ def test_thresholds_where_scores_crowd_stay_distinct():
     shown = [format_threshold(t) for t in (0.0, 3.1e-06, 0.0004, 0.5, 0.99997, 0.9999991, 1.0)]
     assert shown == ["0.000", "3.1e-06", "4.0e-04", "0.500", "1 - 3.0e-05", "1 - 9.0e-07", "1.000"]
     assert len(set(shown)) == len(shown)
+
+
+def test_evaluating_a_squad_file_indexes_its_paragraphs_once(tmp_path, tiny_reader, fake_models,  # noqa: F811
+                                                            monkeypatch):
+    from qa.evaluation import evaluate_file, squad_index_dir
+
+    monkeypatch.setenv("QA_MODEL_DIR", str(tmp_path / "models"))  # the eval cache sits beside it, in tmp_path
+    squad = write(tmp_path / "tiny.json", json.dumps({"data": [
+        {"title": "Walls", "paragraphs": [{"context": "The Berlin Wall fell in 1989.", "qas": [
+            {"id": "w1", "question": "When did the Berlin Wall fall?",
+             "answers": [{"text": "1989", "answer_start": 24}]}]}]},
+        {"title": "Towers", "paragraphs": [{"context": "The Eiffel Tower was finished in 1889.", "qas": [
+            {"id": "t1", "question": "When was the Eiffel Tower finished?",
+             "answers": [{"text": "1889", "answer_start": 33}]},
+            {"id": "t2", "question": "Which tower was finished in 1889?",
+             "answers": [{"text": "The Eiffel Tower", "answer_start": 0}]}]}]}]}))
+    settings = Settings(reader=str(tiny_reader), reader_runtime="torch", min_score=0.0)
+    summary, used = evaluate_file(squad, settings=settings)
+    assert used == squad_index_dir(squad, settings) and used.is_relative_to(tmp_path)
+    assert summary.n == 3 and sorted(r.qid for r in summary.rows) == ["t1", "t2", "w1"]
+    assert all(r.rank == 1 for r in summary.rows)  # each question shares its words with its own paragraph
+    embedded = sum(e.embedded for e in fake_models)
+    assert embedded == 2  # one passage per paragraph
+    only, _ = evaluate_file(squad, settings=settings, articles=["Towers"], limit=1)
+    assert [r.qid for r in only.rows] == ["t1"]
+    assert sum(e.embedded for e in fake_models) == embedded  # the second run embeds nothing
+
+
+@pytest.mark.parametrize("args", [["asq", "When?"], ["ask", "When?", "--top-k", "0"], ["index", "--no-such-option"]])
+def test_a_mistyped_command_or_option_exits_2_with_usage(args):
+    result = cli(*args, code=2)
+    assert "Usage: " in result.stderr or "Usage: " in result.stdout
