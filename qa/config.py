@@ -15,10 +15,10 @@ SHIPPED_READER_DIR = Path(__file__).resolve().parent / "models" / "reader"
 PACKAGED_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 
 RETRIEVERS = ("dense", "bm25", "hybrid")
+READER_RUNTIMES = ("auto", "onnx", "onnx-int8", "torch")
 
 #: Longest question the reader reads, in its tokens (longer ones are cut).
 READER_MAX_QUESTION_TOKENS = 64
-READER_RUNTIMES = ("auto", "onnx", "onnx-int8", "torch")
 
 
 @dataclass(frozen=True, slots=True)

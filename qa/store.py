@@ -772,8 +772,8 @@ class PassageStore:
             self._sync_vectors_or_raise()
             m = self.manifest
             if replace_all is not None:
-                touched = [d for (d,) in conn.execute("SELECT doc_id FROM documents").fetchall()]
-                touched += [doc.doc_id for doc, _, _ in prepared if doc.doc_id not in set(touched)]
+                stored = [d for (d,) in conn.execute("SELECT doc_id FROM documents").fetchall()]
+                touched = stored + sorted({doc.doc_id for doc, _, _ in prepared} - set(stored))
                 old_rowids = []
             else:
                 touched = [doc.doc_id for doc, _, _ in prepared] + delete_ids
