@@ -400,7 +400,7 @@ class PassageStore:
         """
         d = Path(index_dir)
         if not d.is_dir():
-            raise IndexNotFoundError(f"no index at {d}: run `qa index` to build one")
+            raise IndexNotFoundError(f"no index at {d}/: run `qa index` to build one")
         if not (d / DB_NAME).is_file():
             raise IndexNotFoundError(
                 f"{d} holds no qa index ({DB_NAME} is missing): run `qa index` to build one"
@@ -481,7 +481,7 @@ class PassageStore:
             m = store.manifest
             if (m.chunk_size, m.chunk_overlap) != (chunk_size, chunk_overlap):
                 raise IndexMismatchError(
-                    f"index {d} was chunked with size {m.chunk_size} and overlap {m.chunk_overlap}, "
+                    f"the index in {d}/ was chunked with size {m.chunk_size} and overlap {m.chunk_overlap}, "
                     f"not {chunk_size} and {chunk_overlap}; to chunk every document again with the new "
                     f"settings, add --rebuild (`qa index --rebuild --index-dir {d} ...`)"
                 )
@@ -548,7 +548,7 @@ class PassageStore:
         if m.embedder != name or (dim is not None and m.dim != dim):
             shown = f"{name!r}" if dim is None else f"{name!r} (dim {dim})"
             raise IndexMismatchError(
-                f"index {self.index_dir} was built with embedder {m.embedder!r} (dim {m.dim}), but "
+                f"the index in {self.index_dir}/ was built with embedder {m.embedder!r} (dim {m.dim}), but "
                 f"{shown} is configured; {self._hint()}"
             )
 

@@ -120,7 +120,7 @@ def test_missing_paths(tmp_path, tiny_corpus, fake_models):
 
     for command in (["status"], ["ask", "Where?"], ["remove", "paris"]):
         result = cli(*command, "-i", tmp_path / "no-index", code=1)
-        assert error_line(result) == f"error: no index at {tmp_path / 'no-index'}: run `qa index` to build one"
+        assert error_line(result) == f"error: no index at {tmp_path / 'no-index'}/: run `qa index` to build one"
 
 
 def test_index_folder_that_is_not_an_index(tmp_path, tiny_corpus, fake_models):
