@@ -64,7 +64,7 @@ def run_job(spec: dict) -> dict:
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from qa.training import TrainConfig, _collect, score_dev, train_reader
+    from qa.training import TrainConfig, _collect, _load_articles, score_dev, train_reader
 
     torch.set_float32_matmul_precision("high")  # TF32 matrix products on the GPU
     cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["config"].items()})
@@ -76,7 +76,7 @@ def run_job(spec: dict) -> dict:
     if titles:
         model = AutoModelForQuestionAnswering.from_pretrained(cfg.output_dir, dtype=torch.float32).to(cfg.device)
         tok = AutoTokenizer.from_pretrained(cfg.output_dir)
-        _, paragraphs = _collect(cfg.train_files, set(titles), keep=True)
+        _, paragraphs = _collect(_load_articles(cfg.train_files), set(titles), keep=True)
         out["scores"] = asdict(score_dev(model, tok, paragraphs, cfg))
     else:
         out["scores"] = None if result.dev is None else asdict(result.dev)

@@ -355,11 +355,12 @@ def eval_(
     if save_threshold and not sweep:
         _error("--save-threshold needs --sweep")
         raise typer.Exit(2)
-    if index_dir is not None and mode != "reader" and _run(lambda: evaluation.load_gold(gold)).kind == "squad":
+    squad = _run(lambda: evaluation.gold_kind(gold)) == "squad"
+    if index_dir is not None and mode != "reader" and squad:
         _err().print(f"note: a SQuAD file is asked against its own paragraphs, indexed into "
                      f"{evaluation.squad_index_dir(gold, settings)}; --index-dir is not used", markup=False,
                      soft_wrap=True)
-    if save_threshold and (mode != "pipeline" or _run(lambda: evaluation.load_gold(gold)).kind == "squad"):
+    if save_threshold and (mode != "pipeline" or squad):
         # reader mode uses no index, and a SQuAD file is asked against a cache index of its own paragraphs
         _error("--save-threshold stores the threshold in the index `qa ask` uses, so it needs --mode pipeline "
                "and a JSONL gold file asked against that index")

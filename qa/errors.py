@@ -56,7 +56,8 @@ class ModelLoadError(QAError):
 
 
 class TrainingDataError(QAError):
-    """The training files give the reader recipe nothing to train on."""
+    """The training inputs do not fit the run: no questions to train on, an unknown dev article, or a checkpoint
+    left by a run with other settings."""
 
 
 class QuestionError(QAError):

@@ -279,22 +279,23 @@ def load_gold(path: str | Path) -> GoldSet:
         GoldFileError: the file is missing or malformed; the message names the line or field.
     """
     p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix == ".jsonl":
-        kind = "jsonl"
-    elif suffix == ".json":
-        kind = "squad"
-    else:
-        text = _read_text(p)
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError:
-            raw = None
-        kind = "squad" if isinstance(raw, dict) and isinstance(raw.get("data"), list) else "jsonl"
-    if kind == "jsonl":
+    if gold_kind(p) == "jsonl":
         return load_gold_jsonl(p)
     documents, examples = squad_corpus(p)
     return GoldSet(str(p), "squad", tuple(examples), tuple(documents))
+
+
+def gold_kind(path: str | Path) -> str:
+    """"squad" or "jsonl", as :func:`load_gold` reads the file: by suffix, else by content (reads it only then)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return "jsonl" if suffix == ".jsonl" else "squad"
+    try:
+        raw = json.loads(_read_text(p))
+    except json.JSONDecodeError:
+        raw = None
+    return "squad" if isinstance(raw, dict) and isinstance(raw.get("data"), list) else "jsonl"
 
 
 # --------------------------------------------------------------------------- scoring one question

@@ -15,13 +15,16 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from qa.config import model_cache_dir
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 #: Part of every cache name: a new export recipe gets new files instead of reusing older exports.
@@ -79,13 +82,41 @@ def failed_marker(target: Path) -> Path:
     return target.with_name("export-failed.txt")
 
 
-def remember_failure(target: Path, exc: BaseException) -> None:
+def _remember_failure(target: Path, exc: BaseException) -> None:
     """Record that exporting to ``target`` failed (best effort: a read-only cache just retries next time)."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         failed_marker(target).write_text(f"{type(exc).__name__}: {exc}\n", encoding="utf-8")
     except OSError:
         pass
+
+
+def open_export(
+    target: Path | None, export: Callable[[Path], object], load: Callable[[Path], T], what: str, fallback: str
+) -> T | None:
+    """``load(target)``, running ``export(target)`` first when the file is not there yet; None when there is no
+    target or exporting or loading fails (logged, naming ``what`` and the ``fallback`` used instead).
+
+    A failed export is remembered beside ``target`` (:func:`failed_marker`), so later starts go straight to the
+    fallback instead of trying again; a file that fails to load is deleted, to be exported afresh next time.
+    """
+    if target is None:
+        return None
+    if failed_marker(target).exists():
+        log.info("ONNX export of %s failed before (%s); using %s", what, failed_marker(target), fallback)
+        return None
+    exporting = not target.exists()
+    try:
+        if exporting:
+            log.info("exporting %s to ONNX once, into %s", what, target)
+            export(target)
+        return load(target)
+    except Exception as exc:  # noqa: BLE001 - the fallback still works; say why ONNX does not
+        log.warning("ONNX %s unavailable (%s); using %s", what, exc, fallback)
+        if exporting:
+            _remember_failure(target, exc)
+        target.unlink(missing_ok=True)
+        return None
 
 
 def session(path: Path, threads: int | None = None):
@@ -176,8 +207,8 @@ def _export(
             import onnx
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            source, final = final, Path(tmp) / "model-int8.onnx"
-            head = [n.name for n in onnx.load(str(source), load_external_data=False).graph.node
+            graph, final = final, Path(tmp) / "model-int8.onnx"
+            head = [n.name for n in onnx.load(str(graph), load_external_data=False).graph.node
                     if n.op_type == "MatMul" and "qa_outputs" in n.name]
             logging.disable(logging.WARNING)  # onnxruntime's advice on pre-processing goes to the root logger
             try:
@@ -186,7 +217,7 @@ def _export(
                 # on 400 tune-article questions they kept 94.2 % of fp32's answers against 91.2 % for
                 # 8 bits, at the same speed. The 384 x 2 answer head stays fp32 (no time to save there).
                 # The default tensor type covers outputs of fused ops, which shape inference cannot type.
-                quantize_dynamic(str(source), str(final), weight_type=QuantType.QInt8, per_channel=True,
+                quantize_dynamic(str(graph), str(final), weight_type=QuantType.QInt8, per_channel=True,
                                  reduce_range=True, nodes_to_exclude=head,
                                  extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
             finally:
@@ -334,6 +365,7 @@ class OnnxQueryEncoder:
 
         self.model_name = model_name
         self._session = session(onnx_path, threads)
+        self._inputs = frozenset(i.name for i in self._session.get_inputs())  # no token_type_ids for some models
         self._tok = Tokenizer.from_file(str(Path(model_path) / "tokenizer.json"))
         max_len = 256
         try:
@@ -358,8 +390,7 @@ class OnnxQueryEncoder:
             "attention_mask": np.asarray([enc.attention_mask], dtype=np.int64),
             "token_type_ids": np.asarray([enc.type_ids], dtype=np.int64),
         }
-        names = {i.name for i in self._session.get_inputs()}
-        (vec,) = self._session.run(["embedding"], {k: v for k, v in feed.items() if k in names})
+        (vec,) = self._session.run(["embedding"], {k: v for k, v in feed.items() if k in self._inputs})
         return np.asarray(vec[0], dtype=np.float32)
 
 
@@ -367,19 +398,10 @@ def prepare_query_encoder(model_name: str, model_path: str, threads: int | None 
     """The ONNX query encoder for a local mean-pooling embedder, exporting it once; None when unsupported."""
     if not is_mean_pooling_embedder(model_path):
         return None
-    target = cached_onnx_path(model_path, embedder_cache_kind())
-    if target is None or failed_marker(target).exists():
-        return None
-    exporting = not target.exists()
-    try:
-        if exporting:
-            log.info("exporting the query encoder to ONNX once, into %s", target)
-            export_query_encoder(model_path, target)
-        return OnnxQueryEncoder(model_name, model_path, target, threads)
-    except Exception as exc:  # noqa: BLE001 - sentence-transformers still works; say why ONNX does not
-        log.warning("ONNX query encoder unavailable for %s (%s); using sentence-transformers", model_path, exc)
-        if exporting:
-            remember_failure(target, exc)
-        if target.exists():
-            target.unlink(missing_ok=True)
-        return None
+    return open_export(
+        cached_onnx_path(model_path, embedder_cache_kind()),
+        lambda target: export_query_encoder(model_path, target),
+        lambda target: OnnxQueryEncoder(model_name, model_path, target, threads),
+        f"the query encoder {model_path}",
+        "sentence-transformers",
+    )

