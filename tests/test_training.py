@@ -240,8 +240,9 @@ def test_train_reader_help_documents_the_recipe():
 def test_resume_of_a_mixed_run_with_negatives_gives_the_uninterrupted_weights(tmp_path, tiny_reader, monkeypatch):
     """Two weighted files and every kind of mined negative: the resumed run reads its windows from the run's
     cache and ends with exactly the weights of a run never interrupted (which built its windows afresh)."""
-    import qa.training as training
     from safetensors.numpy import load_file
+
+    import qa.training as training
 
     other = squad_file(tmp_path / "other.json")
     mixed = dict(train_files=(str(squad_file(tmp_path / "train.json")), str(other)), train_weights=(2.0, 0.5),

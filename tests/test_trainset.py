@@ -140,7 +140,8 @@ def test_featurize_labels_decode_back_to_the_answer(tiny_reader):
 
     tok = AutoTokenizer.from_pretrained(str(tiny_reader))
     ctx = "The Alpha bridge was opened in 1932. It crosses the Red River near the old mill. " * 3
-    exs = [Example(ctx, "What river?", ctx.index("Red River"), "Red River"), Example(ctx, "Who?", None, "", "retrieved")]
+    exs = [Example(ctx, "What river?", ctx.index("Red River"), "Red River"),
+           Example(ctx, "Who?", None, "", "retrieved")]
     feats = featurize(tok, exs, max_length=32, stride=8, negative_weight=0.5)
     assert len(feats) > 2 and feats.ids.dtype == np.int32
     found = 0
