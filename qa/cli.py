@@ -338,6 +338,9 @@ def eval_(
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
     article: Annotated[list[str] | None, typer.Option(
         "--article", help="SQuAD: only questions of this article title (repeat).")] = None,
+    skip_article: Annotated[list[str] | None, typer.Option(
+        "--skip-article", help="SQuAD: leave out the questions of this article title (repeat); the corpus "
+        "stays whole.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Score answers against a gold file: EM, F1, abstention, recall@k, MRR, latency, and why each miss failed."""
@@ -368,7 +371,8 @@ def eval_(
     if mode == "retrieval" and (sweep or min_f1 is not None):
         _error("--sweep and --min-f1 need the reader; --mode retrieval runs none")
         raise typer.Exit(2)
-    summary, used_index = _run(lambda: _eval_with_progress(gold, settings, mode, min_score, limit, article))
+    summary, used_index = _run(lambda: _eval_with_progress(gold, settings, mode, min_score, limit, article,
+                                                                 skip_article))
     if sweep:
         best = evaluation.best_threshold(summary.rows)
         if not as_json:
@@ -390,11 +394,12 @@ def eval_(
         raise typer.Exit(1)
 
 
-def _eval_with_progress(gold, settings, mode, threshold, limit, articles):
+def _eval_with_progress(gold, settings, mode, threshold, limit, articles, skip_articles=None):
     from qa.evaluation import evaluate_file
 
     return _with_progress(lambda update: evaluate_file(
         gold, settings=settings, mode=mode, threshold=threshold, limit=limit, articles=articles,
+        skip_articles=skip_articles,
         progress=lambda d, t: update("questions", d, t), index_progress=update,
     ))
 

@@ -939,6 +939,7 @@ def evaluate_file(
     index_progress: Callable[[str, int, int], None] | None = None,
     limit: int | None = None,
     articles: Sequence[str] | None = None,
+    skip_articles: Sequence[str] | None = None,
 ) -> tuple[EvalSummary, Path | None]:
     """Evaluate a gold file end to end; returns the summary and the index it ran against.
 
@@ -946,15 +947,16 @@ def evaluate_file(
     indexed once into a cache folder (a second run embeds nothing); in ``reader`` mode the
     reader reads each question's gold paragraph and no index is used. ``retrieval`` mode uses
     the index as ``pipeline`` mode does but never loads or runs the reader. ``articles`` keeps
-    only the questions of those SQuAD article titles (the corpus stays whole).
+    only the questions of those SQuAD article titles, ``skip_articles`` drops the questions of those
+    (the corpus stays whole either way).
     """
     from qa.factory import make_reader
     from qa.indexing import index_documents
     from qa.pipeline import Assistant
 
     gold = load_gold(gold_path)
-    if articles:
-        gold = select_articles(gold, articles)
+    if articles or skip_articles:
+        gold = select_articles(gold, articles or (), skip=skip_articles or ())
     if mode == "reader":
         if gold.kind != "squad":
             raise QAError(f"{gold_path}: --mode reader needs a SQuAD file (its paragraphs are the gold passages)")
@@ -972,15 +974,19 @@ def evaluate_file(
     return summary, index_dir
 
 
-def select_articles(gold: GoldSet, titles: Sequence[str]) -> GoldSet:
-    """Only the questions of the given SQuAD article titles; an unknown title is an error."""
+def select_articles(gold: GoldSet, titles: Sequence[str], *, skip: Sequence[str] = ()) -> GoldSet:
+    """The questions of the given SQuAD article titles (all when none are given), less those of ``skip``.
+
+    Raises:
+        QAError: ``gold`` is not a SQuAD file, or a title is not one of its articles.
+    """
     if gold.kind != "squad":
-        raise QAError(f"{gold.path}: --article needs a SQuAD file")
+        raise QAError(f"{gold.path}: {'--article' if titles else '--skip-article'} needs a SQuAD file")
     known = {d.title for d in gold.documents}
-    missing = [t for t in titles if t not in known]
+    missing = [t for t in (*titles, *skip) if t not in known]
     if missing:
         raise QAError(f"{gold.path}: no article titled {', '.join(map(repr, missing))}")
-    wanted = set(titles)
+    wanted = (set(titles) or known) - set(skip)
     by_doc = {d.doc_id: d.title for d in gold.documents}
     examples = tuple(e for e in gold.examples if by_doc.get(e.doc_id or "") in wanted)
     return replace(gold, examples=examples)

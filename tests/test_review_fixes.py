@@ -424,6 +424,12 @@ def test_evaluating_a_squad_file_indexes_its_paragraphs_once(tmp_path, tiny_read
     only, _ = evaluate_file(squad, settings=settings, articles=["Towers"], limit=1)
     assert [r.qid for r in only.rows] == ["t1"]
     assert sum(e.embedded for e in fake_models) == embedded  # the second run embeds nothing
+    rest, _ = evaluate_file(squad, settings=settings, skip_articles=["Towers"])
+    assert [r.qid for r in rest.rows] == ["w1"] and all(r.rank == 1 for r in rest.rows)  # the corpus stays whole
+    from qa.errors import QAError
+
+    with pytest.raises(QAError, match="no article titled 'Tower'"):
+        evaluate_file(squad, settings=settings, skip_articles=["Tower"])
 
 
 @pytest.mark.parametrize("args", [["asq", "When?"], ["ask", "When?", "--top-k", "0"], ["index", "--no-such-option"]])
