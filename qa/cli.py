@@ -64,10 +64,35 @@ RuntimeOpt = Annotated[
         "--runtime", help="Reader runtime: auto (ONNX fp32 for a local model), onnx, onnx-int8 (faster), torch."
     ),
 ]
+AllowDownload = Annotated[
+    bool | None,
+    typer.Option("--allow-download", help="Let a --reader/--embedder Hugging Face id that is not in the local cache "
+                 "be downloaded (default: fail at once; HF_HUB_OFFLINE=0 allows it too)."),
+]
 MinScore = Annotated[
     float | None,
     typer.Option("--min-score", min=0.0, max=1.0, help="Abstain below this answer score. [default: 0.5 or saved]"),
 ]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("qa")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            v = "unknown (not installed)"
+        sys.stdout.write(f"qa {v}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print qa's version and exit.")] = False,
+) -> None:
+    """Ask questions about a folder of documents; get exact answer spans with citations. Fully offline."""
 
 
 def _quiet_libraries() -> None:
@@ -102,22 +127,29 @@ def _settings(**overrides: Any):
     from qa.config import Settings
 
     try:
-        return Settings.from_env(**overrides)
+        settings = Settings.from_env(**overrides)
     except ValueError as exc:
         _error(str(exc))
         raise typer.Exit(2) from None
+    if not settings.allow_download:
+        # a cached model then loads without asking the hub for updates (no minute of retries offline)
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    return settings
 
 
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
-@app.command()
+@app.command(short_help="Index files and folders; only new or changed documents are embedded again.")
 def index(
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders to index. [default: seeds/]")] = None,
     index_dir: IndexDir = None,
     embedder: Annotated[str | None, typer.Option(
         help="Embedder: a Hugging Face id or local folder. [default: the index's, else all-MiniLM-L6-v2]")] = None,
+    allow_download: AllowDownload = None,
+    max_file_mb: Annotated[float | None, typer.Option(
+        min=0.001, help="Larger files are refused before reading. [default: 50]")] = None,
     chunk_size: Annotated[int | None, typer.Option(
         min=16, help="Passage size in embedder tokens. [default: the index's, else 160]")] = None,
     overlap: Annotated[int | None, typer.Option(
@@ -146,8 +178,8 @@ def index(
                "(`qa index --rebuild seeds` for the demo article)")
         raise typer.Exit(2)
     settings = _settings(
-        index_dir=str(index_dir) if index_dir else None, embedder=embedder, chunk_size=chunk_size,
-        chunk_overlap=overlap, on_error=on_error,
+        index_dir=str(index_dir) if index_dir else None, embedder=embedder, allow_download=allow_download,
+        chunk_size=chunk_size, chunk_overlap=overlap, on_error=on_error, max_file_mb=max_file_mb,
     )
     given = {name for name, value in (("embedder", embedder), ("chunk_size", chunk_size), ("chunk_overlap", overlap))
              if value is not None}
@@ -189,13 +221,14 @@ def _index_with_progress(paths, settings, prune, rebuild=False, wait=0.0):
     ))
 
 
-@app.command()
+@app.command(short_help="Answer one question: the best span, its citation and the runners-up.")
 def ask(
     question: Annotated[str, typer.Argument(help="The question, in quotes.")],
     index_dir: IndexDir = None,
     top_k: TopK = None,
     retriever: RetrieverOpt = None,
     reader: ReaderOpt = None,
+    allow_download: AllowDownload = None,
     runtime: RuntimeOpt = None,
     min_score: MinScore = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -205,6 +238,7 @@ def ask(
     from qa.render import render_result
 
     settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
+                         allow_download=allow_download,
                          reader_runtime=runtime)
     _run(lambda: check_question(question))  # before any model loads
     result = _run(lambda: _ask_once(settings, question, top_k, min_score))
@@ -247,12 +281,13 @@ def _ask_once(settings, question: str, top_k, min_score):
         assistant.close()
 
 
-@app.command()
+@app.command(short_help="Ask one question after another in the terminal.")
 def chat(
     index_dir: IndexDir = None,
     top_k: TopK = None,
     retriever: RetrieverOpt = None,
     reader: ReaderOpt = None,
+    allow_download: AllowDownload = None,
     runtime: RuntimeOpt = None,
     min_score: MinScore = None,
 ) -> None:
@@ -260,6 +295,7 @@ def chat(
     from qa.chat import chat_loop, prompt_reader
 
     settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
+                         allow_download=allow_download,
                          reader_runtime=runtime)
     assistant = _run(lambda: _open_assistant(settings))
     history = Path(assistant.settings.index_dir) / ".chat_history"
@@ -274,7 +310,7 @@ def chat(
         assistant.close()
 
 
-@app.command()
+@app.command(short_help="Show what the index holds: documents, passages, models, settings.")
 def status(
     index_dir: IndexDir = None,
     docs: Annotated[bool, typer.Option("--docs", help="Also list every document: id, passages, source.")] = False,
@@ -297,7 +333,7 @@ def status(
         _out().print("`qa status --docs` lists the documents (ids for `qa remove`).", markup=False)
 
 
-@app.command()
+@app.command(short_help="Remove documents from the index by id.")
 def remove(
     doc_ids: Annotated[list[str], typer.Argument(help="Document ids to remove (see `qa status --docs`).")],
     index_dir: IndexDir = None,
@@ -316,7 +352,8 @@ def remove(
         raise typer.Exit(1)
 
 
-@app.command("eval")
+@app.command("eval", short_help="Score answers against a gold file (JSONL or SQuAD): EM, F1, abstention, "
+             "recall.")
 def eval_(
     gold: Annotated[Path, typer.Argument(help="Gold file: JSONL (id, question, answers) or SQuAD v1.1/v2.0 JSON.",
                                          exists=True, dir_okay=False)] = Path("eval/gold.jsonl"),
@@ -327,6 +364,7 @@ def eval_(
     top_k: TopK = None,
     retriever: RetrieverOpt = None,
     reader: ReaderOpt = None,
+    allow_download: AllowDownload = None,
     runtime: RuntimeOpt = None,
     min_score: MinScore = None,
     sweep: Annotated[bool, typer.Option(help="Find the no-answer threshold that maximises F1; print the curve.")]
@@ -347,6 +385,7 @@ def eval_(
     from qa import evaluation, render_eval
 
     settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
+                         allow_download=allow_download,
                          passages_k=top_k, reader_runtime=runtime)
     # checked before any work: a typo must not cost an indexing run, or the results at the end
     if mode not in evaluation.MODES:
@@ -404,7 +443,7 @@ def _eval_with_progress(gold, settings, mode, threshold, limit, articles, skip_a
     ))
 
 
-@app.command()
+@app.command(short_help="Benchmark indexing, latency, memory and quality on a SQuAD file.")
 def bench(
     squad: Annotated[Path, typer.Argument(help="SQuAD v1.1/v2.0 JSON: its paragraphs are the corpus, its questions "
                                           "the load.", exists=True, dir_okay=False)],
@@ -412,6 +451,7 @@ def bench(
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Passages handed to the reader.")] = 5,
     retriever: RetrieverOpt = None,
     reader: ReaderOpt = None,
+    allow_download: AllowDownload = None,
     runtime: RuntimeOpt = None,
     embedder: Annotated[str | None, typer.Option(help="Embedder: a Hugging Face id or local folder.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the question sample.")] = 13,
@@ -427,6 +467,7 @@ def bench(
     from qa import bench as qa_bench
 
     settings = _settings(retriever=retriever, reader=reader, embedder=embedder, passages_k=top_k,
+                         allow_download=allow_download,
                          reader_runtime=runtime)
     report = _run(lambda: _with_progress(lambda update: qa_bench.run_bench(
         squad, settings=settings, questions=questions, seed=seed, cold_start=not skip_cold_start,
@@ -455,7 +496,7 @@ def _with_progress(fn: Callable[[Callable[[str, int, int], None]], T]) -> T:
         return fn(update)
 
 
-@app.command("train-reader")
+@app.command("train-reader", short_help="Train an extractive reader on SQuAD-format files (the shipped recipe).")
 def train_reader(
     train: Annotated[list[str], typer.Argument(
         metavar="FILE[:WEIGHT]", help="SQuAD v1.1/v2.0 JSON files to train on. FILE:WEIGHT mixes them: each "

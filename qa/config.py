@@ -66,6 +66,10 @@ class Settings:
     device: str = "cpu"
     threads: int | None = None  # torch / ONNX intra-op threads; None: the library's default
 
+    # A --reader/--embedder that is a Hugging Face id is loaded only from the local cache unless this is set
+    # (`--allow-download`, or HF_HUB_OFFLINE=0): on a machine without network a download would retry for a minute.
+    allow_download: bool = False
+
     # Loading documents.
     max_file_mb: float = 50.0  # larger files are refused with this limit named
     on_error: str = "skip"  # "skip" a bad file (and report it) or "stop" the run
@@ -108,6 +112,8 @@ class Settings:
         env_dir = os.environ.get("QA_INDEX_DIR")
         if env_dir:
             base = replace(base, index_dir=env_dir)
+        if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("0", "false", "no", "off"):
+            base = replace(base, allow_download=True)
         return base.merge(**overrides)
 
     def merge(self, **overrides: Any) -> Settings:
@@ -151,6 +157,35 @@ def missing_model_folder(model: str) -> bool:
     """True when ``model`` is written as a filesystem path (/..., ./..., ../..., ~...) that is not a folder, so it
     cannot be meant as a Hugging Face id: say "no such folder" rather than the hub's message about repo ids."""
     return model.startswith(("/", "./", "../", "~", ".\\", "..\\")) and not Path(model).expanduser().is_dir()
+
+
+def check_model_reachable(model: str, what: str, *, allow_download: bool) -> None:
+    """Raise ModelLoadError at once unless ``model`` loads without the network (or downloads are allowed).
+
+    A local folder always passes; a Hugging Face id passes when its config is in the local Hugging Face
+    cache. ``what`` names the model in the message ("reader", "embedder").
+    """
+    from qa.errors import ModelLoadError
+
+    if Path(model).expanduser().is_dir():
+        return
+    if missing_model_folder(model):
+        raise ModelLoadError(f"{what} {model!r}: no such folder")
+    if allow_download:
+        return
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        cached = try_to_load_from_cache(model, "config.json")
+    except HFValidationError:
+        raise ModelLoadError(f"{what} {model!r} is neither a local folder nor a Hugging Face model id") from None
+    if isinstance(cached, str):
+        return
+    raise ModelLoadError(
+        f"{what} {model!r} is neither a local folder nor in the local Hugging Face cache, and qa does not download "
+        f"models unless told to: give a local folder, or allow the download with --allow-download (or HF_HUB_OFFLINE=0)"
+    )
 
 
 def model_cache_dir() -> Path:

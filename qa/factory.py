@@ -5,19 +5,21 @@ Every other module gets its models from here (tests patch these functions to inj
 
 from __future__ import annotations
 
-from qa.config import Settings
+from qa.config import Settings, check_model_reachable
 
 
 def make_embedder(settings: Settings):
     """The embedder the settings name (the packaged all-MiniLM-L6-v2 by default)."""
     from qa.embedding import SentenceTransformerEmbedder
 
+    check_model_reachable(settings.embedder_path, "embedder", allow_download=settings.allow_download)
     return SentenceTransformerEmbedder(settings.embedder_name, settings.embedder_path, device=settings.device)
 
 
 def make_query_encoder(settings: Settings):
     """What embeds questions: an ONNX export of the embedder (no torch at query time) where it
     can be made, else the sentence-transformers model itself."""
+    check_model_reachable(settings.embedder_path, "embedder", allow_download=settings.allow_download)
     if settings.reader_runtime != "torch" and settings.device == "cpu":
         from qa.onnx_models import prepare_query_encoder
 
@@ -55,6 +57,7 @@ def make_reader(settings: Settings):
     """The reader the settings name (the shipped one by default)."""
     from qa.reader import TransformersReader
 
+    check_model_reachable(settings.reader_path, "reader", allow_download=settings.allow_download)
     return TransformersReader(
         settings.reader_path,
         max_length=settings.reader_max_length,

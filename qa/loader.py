@@ -79,7 +79,8 @@ def _read_bytes(path: Path, max_file_mb: float) -> bytes:
     if st.st_size > max_file_mb * _MB:
         raise DocumentError(
             str(path),
-            f"file too large: {st.st_size / _MB:.1f} MB is over the {max_file_mb:g} MB limit (max_file_mb)",
+            f"file too large: {st.st_size / _MB:.1f} MB is over the {max_file_mb:g} MB limit"
+            " (raise it with --max-file-mb)",
         )
     try:
         data = path.read_bytes()
