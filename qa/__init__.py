@@ -22,12 +22,14 @@ __all__ = [
     "build_index",
     "evaluate",
     "remove_documents",
+    "show_document",
 ]
 
 _LAZY = {
     "Assistant": "qa.pipeline",
     "build_index": "qa.indexing",
     "remove_documents": "qa.indexing",
+    "show_document": "qa.show",
     "evaluate": "qa.evaluation",
     "Settings": "qa.config",
     "QAError": "qa.errors",
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from qa.indexing import build_index, remove_documents
     from qa.pipeline import Assistant
     from qa.schema import Answer, Chunk, Document, Hit, QAResult, Span
+    from qa.show import show_document
 
 
 def __getattr__(name: str) -> Any:

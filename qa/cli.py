@@ -221,9 +221,9 @@ def _index_with_progress(paths, settings, prune, rebuild=False, wait=0.0):
     ))
 
 
-@app.command(short_help="Answer one question: the best span, its citation and the runners-up.")
+@app.command(short_help="Answer one question (or a file of them): the best span, its citation, the runners-up.")
 def ask(
-    question: Annotated[str, typer.Argument(help="The question, in quotes.")],
+    question: Annotated[str | None, typer.Argument(help="The question, in quotes.")] = None,
     index_dir: IndexDir = None,
     top_k: TopK = None,
     retriever: RetrieverOpt = None,
@@ -232,20 +232,72 @@ def ask(
     runtime: RuntimeOpt = None,
     min_score: MinScore = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    file: Annotated[Path | None, typer.Option(
+        "--file", "-f", exists=True, dir_okay=False, help="Answer every line of this file (one question a line; "
+        "blank lines and lines starting with # are skipped) with one model load, as JSON Lines on stdout.")] = None,
 ) -> None:
-    """Answer one question with the best span, its citation and the runners-up."""
+    """Answer one question with the best span, its citation and the runners-up.
+
+    With --file, each question's `--json` object is one line of output, in the file's order; a question that
+    cannot be asked (empty, too long) gets a line with its "error" and the rest go on (exit 1 at the end).
+    """
     from qa.pipeline import check_question
     from qa.render import render_result
 
+    if (question is None) == (file is None):
+        _error("give one QUESTION or --file QUESTIONS.txt")
+        raise typer.Exit(2)
     settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
-                         allow_download=allow_download,
-                         reader_runtime=runtime)
+                         allow_download=allow_download, reader_runtime=runtime)
+    if file is not None:
+        questions = _run(lambda: _read_questions(file))
+        failed = _run(lambda: _ask_many(settings, questions, top_k, min_score))
+        if failed:
+            _error(f"{failed} of {len(questions)} question(s) could not be asked (their lines say why)")
+            raise typer.Exit(1)
+        return
     _run(lambda: check_question(question))  # before any model loads
     result = _run(lambda: _ask_once(settings, question, top_k, min_score))
     if as_json:
         _print_json(result.to_dict())
     else:
         _out().print(render_result(result))
+
+
+def _read_questions(path: Path) -> list[tuple[int, str]]:
+    """(line number, question) of every line that is not blank or a # comment."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise QAError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise QAError(f"cannot read {path}: {exc.strerror or exc}") from None
+    out = [(n, line.strip()) for n, line in enumerate(lines, 1) if line.strip() and not line.lstrip().startswith("#")]
+    if not out:
+        raise QAError(f"{path}: no questions (one a line; blank lines and # comments are skipped)")
+    return out
+
+
+def _ask_many(settings, questions: list[tuple[int, str]], top_k, min_score) -> int:
+    """Answer each question, one JSON line each (as they come); returns how many could not be asked."""
+    from qa.errors import QuestionError
+    from qa.pipeline import check_question
+
+    failed = 0
+    assistant = _open_assistant(settings)
+    try:
+        for line, q in questions:
+            try:
+                check_question(q)
+                row = assistant.ask(q, top_k=top_k, min_score=min_score).to_dict()
+            except QuestionError as exc:
+                failed += 1
+                row = {"question": q, "line": line, "error": str(exc)}
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+    finally:
+        assistant.close()
+    return failed
 
 
 def _open_assistant(settings):
@@ -331,6 +383,39 @@ def status(
         _out().print(render_documents(listing))
     else:
         _out().print("`qa status --docs` lists the documents (ids for `qa remove`).", markup=False)
+
+
+@app.command(short_help="Print a document's stored text, or a cited span highlighted in its context.")
+def show(
+    doc_id: Annotated[str, typer.Argument(help="The document's id (as citations and `qa status --docs` show it).")],
+    span: Annotated[str | None, typer.Argument(
+        metavar="[START:END]", help="A citation's character offsets: show that span in its context.")] = None,
+    index_dir: IndexDir = None,
+    context: Annotated[int, typer.Option(min=0, help="Characters of context on each side of the span.")] = 300,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the text and offsets as JSON.")] = False,
+) -> None:
+    """Print the text of a document exactly as the index stores it, or the span START:END in its context.
+
+    Every citation (`doc_id [start:end]`) is a slice of this text, whatever the original format (for HTML,
+    PDF and .docx files it is the extracted text). Without START:END the whole text goes to stdout as is.
+    """
+    from qa.show import parse_span, show_document
+
+    settings = _settings(index_dir=str(index_dir) if index_dir else None)
+    try:
+        cited = parse_span(span) if span is not None else None
+    except ValueError as exc:
+        _error(str(exc))
+        raise typer.Exit(2) from None
+    ex = _run(lambda: show_document(settings.index_dir, doc_id, cited, context=context))
+    if as_json:
+        _print_json(ex.to_dict())
+    elif cited is None:
+        sys.stdout.write(ex.text if ex.text.endswith("\n") else ex.text + "\n")
+    else:
+        from qa.render import render_excerpt
+
+        _out().print(render_excerpt(ex))
 
 
 @app.command(short_help="Remove documents from the index by id.")

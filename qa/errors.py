@@ -27,6 +27,10 @@ class IndexChangedError(QAError):
     """Another process changed a document of the index while a question was being answered."""
 
 
+class DocumentNotFoundError(QAError):
+    """No document with this id in the index."""
+
+
 class EmptyCorpusError(QAError):
     """No readable document was found."""
 

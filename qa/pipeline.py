@@ -11,7 +11,7 @@ from pathlib import Path
 
 from qa import factory
 from qa.config import Settings
-from qa.errors import IndexChangedError, QuestionError
+from qa.errors import EmptyCorpusError, IndexChangedError, QuestionError
 from qa.schema import Hit, QAResult
 
 #: Longest question accepted, in characters.
@@ -60,7 +60,11 @@ class Assistant:
         """The ``k`` best passages (default ``settings.passages_k``) for a question."""
         question = check_question(question)
         k = self.settings.passages_k if k is None else k
-        return tuple(self.retriever.retrieve(question, k, mode=retriever))
+        hits = tuple(self.retriever.retrieve(question, k, mode=retriever))
+        if not hits and self.store is not None and not self.store.document_hashes():
+            raise EmptyCorpusError(
+                f"the index in {self.store.index_dir} holds no documents: add some with `qa index PATH`")
+        return hits
 
     def read(self, question: str, hits: Sequence[Hit], *, max_answers: int | None = None,
              min_score: float | None = None) -> QAResult:

@@ -22,7 +22,11 @@ _RICH_DROPS = re.compile("[" + re.escape("".join(map(chr, STRIP_CONTROL_CODES)))
 
 def answer_in_context(answer: Answer) -> Text:
     """The answer's sentence(s) with the answer itself highlighted (no markup parsing of data)."""
-    context, start, end = answer.context, answer.context_span.start, answer.context_span.end
+    return highlighted(answer.context, answer.context_span.start, answer.context_span.end)
+
+
+def highlighted(context: str, start: int, end: int) -> Text:
+    """``context`` as Rich text with ``context[start:end]`` highlighted (no markup parsing of data)."""
     text = Text(_RICH_DROPS.sub("", context))
     # Rich drops these control characters (\r, a form feed at a page break, ...): offsets shift by those before.
     shift = len(_RICH_DROPS.findall(context[:start]))
@@ -61,6 +65,21 @@ def render_result(result: QAResult) -> RenderableType:
             table.add_row(escape(a.text), f"{a.score:.2f}", escape(citation(a)))
         body += [Text(""), table]
     return Panel(Group(*body), title=escape(result.question), title_align="left", border_style="green")
+
+
+def render_excerpt(ex) -> RenderableType:
+    """`qa show DOC_ID START:END`: the cited span highlighted in its context, with where it stands."""
+    doc, w, span = ex.document, ex.window, ex.span
+    body = highlighted(ex.text, span.start - w.start, span.end - w.start)
+    if w.start > 0:
+        body = Text("…") + body
+    if w.end < len(doc.text):
+        body.append("…")
+    where = f"{doc.doc_id} [{span.start}:{span.end}] of {len(doc.text):,} characters"
+    if doc.source:
+        where += f"  {_shown_path(doc.source)}"
+    return Panel(Group(Text(where, style="cyan"), Text(""), body), title=escape(repr(ex.cited)), title_align="left",
+                 border_style="green")
 
 
 def render_passages(hits: Sequence[Hit], limit: int = 400) -> RenderableType:

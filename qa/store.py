@@ -402,6 +402,10 @@ class PassageStore:
         if not d.is_dir():
             raise IndexNotFoundError(f"no index at {d}/: run `qa index` to build one")
         if not (d / DB_NAME).is_file():
+            if (d / LOCK_NAME).exists() and _is_locked(d):
+                raise IndexNotFoundError(
+                    f"the index in {d} is still being built by a running `qa index`: ask again when it has finished"
+                )
             raise IndexNotFoundError(
                 f"{d} holds no qa index ({DB_NAME} is missing): run `qa index` to build one"
             )
@@ -1158,6 +1162,19 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
         except sqlite3.Error:  # the transaction may already be gone
             pass
+
+
+def _is_locked(d: Path) -> bool:
+    """True while another process holds the folder's write lock (taken and released at once if free)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(d / LOCK_NAME), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    lock.release()
+    return False
 
 
 def _acquire_lock(d: Path, timeout: float) -> Any:
