@@ -1,0 +1,58 @@
+"""eval/reader_figures.py end to end on tiny SQuAD files named and split like the real ones (fake models)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from conftest import FakeReader
+from test_cli_index import fake_models  # noqa: F401 - a fixture, by name
+
+import qa.factory
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("reader_figures", ROOT / "eval" / "reader_figures.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _squad(path: Path, titles: list[str], unanswerable: bool) -> None:
+    data = []
+    for i, title in enumerate(titles):
+        ctx = f"The {title.replace('_', ' ')} tower was finished in {1800 + i}. It is tall."
+        qas = [{"id": f"{title}-a", "question": f"When was the {title.replace('_', ' ')} tower finished?",
+                "answers": [{"text": str(1800 + i), "answer_start": ctx.index(str(1800 + i))}]}]
+        if unanswerable:
+            qas.append({"id": f"{title}-u", "question": f"Who painted the {title.replace('_', ' ')} tower?",
+                        "answers": [], "is_impossible": True})
+        data.append({"title": title, "paragraphs": [{"context": ctx, "qas": qas}]})
+    path.write_text(json.dumps({"data": data}), encoding="utf-8")
+
+
+def test_reader_figures_runs_every_step_on_the_split(tmp_path, fake_models, monkeypatch):  # noqa: F811
+    mod = _module()
+    split = mod.split()
+    v20 = split["v20_train"] + split["tune"] + split["dev_v20"]
+    data = tmp_path / "squad"
+    data.mkdir()
+    _squad(data / "squad11-dev-train.json", v20 + ["Other_article", "Second_other"], unanswerable=False)
+    _squad(data / "squad20-dev-half-train.json", v20, unanswerable=True)
+    monkeypatch.setenv("QA_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(qa.factory, "make_reader", lambda settings: FakeReader())
+    assert mod.v11_dev(data) == sorted(set(split["dev_v20"]) | {"Other_article", "Second_other"})
+    rc = mod.main(["--reader", str(tmp_path), "--name", "fake", "--out", str(tmp_path / "out"), "--data", str(data),
+                   "--steps", "gold,tune,e2e"])
+    assert rc == 0
+    res = json.loads((tmp_path / "out" / "fake" / "figures.json").read_text())
+    assert res["gold"]["v11_dev"]["n"] == 6 and res["gold"]["v11_v4_held_out"]["n"] == 4
+    assert res["gold"]["v20_dev_at_min_score"]["n"] == 8
+    assert set(res["tune"]["f1_by_rank_penalty"]) == {str(p) for p in mod.PENALTIES}
+    assert res["tune"]["rank_penalty"] in mod.PENALTIES and res["tune"]["min_score"] in mod.THRESHOLDS
+    assert res["e2e"]["rank_penalty"] == res["tune"]["rank_penalty"] and res["e2e"]["v11_dev"]["n"] == 6
+    rows = [json.loads(line) for line in (tmp_path / "out" / "fake" / "e2e-v11-dev.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(r["prediction"] in ("", r["gold"][0]) or r["f1"] < 1 for r in rows)
