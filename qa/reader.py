@@ -19,7 +19,7 @@ from qa.config import READER_MAX_QUESTION_TOKENS, Settings, check_reader_window,
 from qa.errors import ModelLoadError
 from qa.metrics import normalize_answer
 from qa.schema import Answer, Hit, Span
-from qa.spans import answer_score, decode_window
+from qa.spans import answer_score, decode_window, tidy_span
 
 log = logging.getLogger(__name__)
 _DEFAULTS = Settings()  # the one home of defaults; constructors take theirs from it
@@ -268,7 +268,9 @@ class TransformersReader:
                 n_best=10,
             ):
                 hit = hits[hit_i]
-                cands.append((answer_score(c.margin, hit.rank, self.rank_penalty), hit, c.char_start, c.char_end))
+                tidy = tidy_span(hit.chunk.text, c.char_start, c.char_end)
+                if tidy is not None:
+                    cands.append((answer_score(c.margin, hit.rank, self.rank_penalty), hit, *tidy))
         cands.sort(key=lambda c: (-c[0], c[1].rank, c[2]))
         answers: list[Answer] = []
         taken: list[tuple[str, int, int, str]] = []

@@ -6,6 +6,7 @@ figures measured while training are the ones `qa eval` reproduces.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,3 +90,81 @@ def sigmoid(x: float) -> float:
         return float(1.0 / (1.0 + np.exp(-x)))
     z = float(np.exp(x))
     return z / (1.0 + z)
+
+
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
+_PAIRS = {"(": ")", "[": "]", "{": "}", "“": "”", "‘": "’", "«": "»"}
+_CLOSERS = {v: k for k, v in _PAIRS.items()}
+_LEADING_STRAY = set(",.;:!?)]}”’»/|*_~`=+-–—") | {"'", '"'}
+_TRAILING_STRAY = set(",;:([{“‘«/|*_~`=+-–—") | {"'", '"'}
+
+
+def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """``text[start:end]`` trimmed to a clean answer, or None when nothing is left.
+
+    An answer never spans a paragraph break (the longer side is kept), never starts or ends with white
+    space, stray punctuation or markup characters, and holds no unbalanced bracket or quote at its edges
+    (``[NaCl`` -> ``NaCl``, ``RFC8878]`` -> ``RFC8878``, ``"Moscow`` -> ``Moscow``); balanced ones stay
+    (``(ISIS-K)``, ``"Crocus City Hall"``). The result is a sub-span: offsets still index ``text``.
+    """
+    if not 0 <= start <= end <= len(text):
+        raise ValueError(f"span [{start}, {end}) is not inside a text of {len(text)} characters")
+    pieces, pos = [], start
+    for m in _PARAGRAPH_BREAK.finditer(text, start, end):
+        pieces.append((pos, m.start()))
+        pos = m.end()
+    pieces.append((pos, end))
+    start, end = max(pieces, key=lambda p: (len(text[p[0] : p[1]].strip()), -p[0]))
+    for _ in range(len(text)):  # each pass removes at least one character or stops
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if start >= end:
+            return None
+        first, last = text[start], text[end - 1]
+        inner = text[start:end]
+        if first in _PAIRS and _PAIRS[first] not in inner[1:]:
+            start += 1
+        elif last in _CLOSERS and _CLOSERS[last] not in inner[:-1]:
+            end -= 1
+        elif first == '"' and inner.count('"') % 2 == 1:
+            start += 1
+        elif last == '"' and inner.count('"') % 2 == 1:
+            end -= 1
+        elif first in _LEADING_STRAY and first not in _PAIRS and first != '"':
+            start += 1
+        elif last in _TRAILING_STRAY and last not in _CLOSERS and last != '"':
+            end -= 1
+        elif last == "." and _sentence_period(inner):
+            end -= 1
+        elif (cut := _unmatched(inner)) is not None:
+            if cut[0] == "opener":
+                end = start + cut[1]  # "(a) and (b" -> "(a) and"
+            else:
+                start = start + cut[1] + 1  # "x) and (y)" -> "and (y)"
+        else:
+            break
+    return (start, end) if start < end else None
+
+
+_WORD_BEFORE_PERIOD = re.compile(r"(\d|[a-z]{4,}|[A-Za-z]{2,}[a-z]{2,})\.$")
+
+
+def _sentence_period(inner: str) -> bool:
+    """True when a final "." ends a sentence rather than an abbreviation (2015. / attack. vs U.S. / Inc.)."""
+    return bool(_WORD_BEFORE_PERIOD.search(inner)) and not re.search(r"\b[A-Za-z]\.[A-Za-z]\.$", inner)
+
+
+def _unmatched(inner: str) -> tuple[str, int] | None:
+    """The first bracket with no partner inside ``inner``: ("opener", index) or ("closer", index)."""
+    stack: list[tuple[str, int]] = []
+    for i, ch in enumerate(inner):
+        if ch in _PAIRS:
+            stack.append((ch, i))
+        elif ch in _CLOSERS:
+            if stack and stack[-1][0] == _CLOSERS[ch]:
+                stack.pop()
+            else:
+                return ("closer", i)
+    return ("opener", stack[0][1]) if stack else None

@@ -16,7 +16,7 @@ import numpy as np
 
 from qa.errors import ModelLoadError, TrainingDataError
 from qa.metrics import exact_match, f1_score, max_over_gold
-from qa.spans import decode_window
+from qa.spans import decode_window, tidy_span
 from qa.squad import SquadQuestion
 from qa.trainset import (
     Features,
@@ -278,8 +278,12 @@ def predict_paragraph_answers(
             )
             if not cands:
                 continue
-            c = cands[0]
-            text = chunk[ex_i][1][c.char_start : c.char_end]
+            context = chunk[ex_i][1]
+            tidied = ((c, tidy_span(context, c.char_start, c.char_end)) for c in cands)
+            c, span = next(((c, t) for c, t in tidied if t is not None), (None, None))
+            if c is None or span is None:
+                continue
+            text = context[span[0] : span[1]]
             if ex_i not in best or best[ex_i][1] < c.margin:
                 best[ex_i] = (text, c.margin)
         out.extend(best.get(i, ("", -math.inf)) for i in range(len(chunk)))

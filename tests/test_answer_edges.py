@@ -1,0 +1,80 @@
+"""Answer edges: no paragraph break, stray punctuation, markup characters or unbalanced brackets at the ends."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from qa.spans import tidy_span
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("[NaCl", "NaCl"),
+    ("RFC8878]", "RFC8878"),
+    ('"Moscow', "Moscow"),
+    ('"Crocus City Hall"', '"Crocus City Hall"'),
+    ("(ISIS-K)", "(ISIS-K)"),
+    ("Khorasan Province (ISIS-K)", "Khorasan Province (ISIS-K)"),
+    ("system Python 3 modules\n\ndirectory", "system Python 3 modules"),
+    ("a\n\nthe longer second part", "the longer second part"),
+    (" , 2015.", "2015"),
+    ("U.S.", "U.S."),
+    ("Inc.)", "Inc."),
+    ("(a) and (b", "(a) and"),
+    ("x) and (y)", "and (y)"),
+    ("**bold words**", "bold words"),
+    ("`pyenv install`", "pyenv install"),
+    ("March 22, 2024", "March 22, 2024"),
+    ("wrapped line\ncontinues", "wrapped line\ncontinues"),  # a single line break is no paragraph break
+])
+def test_tidy_span_examples(raw, clean):
+    text = f"<<{raw}>>"
+    start, end = tidy_span(text, 2, 2 + len(raw))
+    assert text[start:end] == clean
+
+
+def test_nothing_left_is_none():
+    assert tidy_span(" , ; ", 0, 5) is None
+    assert tidy_span("abc", 1, 1) is None
+    with pytest.raises(ValueError, match="not inside"):
+        tidy_span("abc", 2, 9)
+
+
+ANSWERISH = st.text(alphabet=st.sampled_from(list("ab1 ,.;:()[]\"'*`\n-“”")), max_size=40)
+
+
+@given(ANSWERISH, st.data())
+def test_tidy_span_is_a_clean_sub_span(text, data):
+    start = data.draw(st.integers(0, len(text)))
+    end = data.draw(st.integers(start, len(text)))
+    res = tidy_span(text, start, end)
+    if res is None:
+        return
+    s, e = res
+    assert start <= s < e <= end
+    piece = text[s:e]
+    assert piece == piece.strip() and not re.search(r"\n[ \t]*\n", piece)
+    assert piece[0] not in ",.;:!?)]}*`" and piece[-1] not in ",;:([{*`"
+    for o, c in ("()", "[]"):
+        if piece[0] == o:
+            assert c in piece
+        if piece[-1] == c:
+            assert o in piece
+    assert tidy_span(text, s, e) == (s, e)  # tidy is idempotent
+
+
+def test_the_reader_returns_tidy_answers(tiny_reader):
+    from qa.reader import TransformersReader
+    from qa.schema import Chunk, Hit
+
+    text = "Intro line.\n\n[NaCl] is a (crypto library), see RFC8878]. It was forked in 2013.\n\n*Bold* end."
+    reader = TransformersReader(str(tiny_reader), runtime="torch")
+    hit = Hit(Chunk("d#0", "d", 0, len(text), text), 1.0, 0)
+    answers = reader.read("What is it?", [hit], max_answers=20, min_score=0.0)
+    assert answers
+    for a in answers:
+        assert text[a.span.start : a.span.end] == a.text == a.text.strip()
+        assert "\n\n" not in a.text and a.text[0] not in ",.;:)]}*" and a.text[-1] not in ",;:([{*"
