@@ -43,6 +43,26 @@ def config(tmp_path, tiny_reader, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
+def interrupted_after_first_checkpoint(monkeypatch, cfg) -> list[int]:
+    """Run ``cfg`` until its first checkpoint is saved, then interrupt it as Ctrl-C would (the checkpoint is
+    complete, the run is not); returns the steps checkpointed. The real save is restored afterwards."""
+    import qa.training as training
+
+    calls: list[int] = []
+    real_save = training._save_checkpoint
+
+    def save_then_crash(*args):
+        real_save(*args)
+        calls.append(args[4])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_reader(cfg)
+    monkeypatch.setattr(training, "_save_checkpoint", real_save)
+    return calls
+
+
 def test_trains_saves_and_the_folder_answers(tmp_path, tiny_reader):
     steps = []
     result = train_reader(config(tmp_path, tiny_reader), progress=lambda s, n, loss: steps.append((s, n, loss)))
@@ -92,22 +112,9 @@ def test_same_seed_same_weights(tmp_path, tiny_reader):
 
 
 def test_resume_continues_from_checkpoint(tmp_path, tiny_reader, monkeypatch):
-    import qa.training as training
-
     cfg = config(tmp_path, tiny_reader, max_steps=4, save_every=2, dev_articles=())
-    calls = []
-    real_save = training._save_checkpoint
-
-    def save_then_crash(*args):
-        real_save(*args)
-        calls.append(args[4])
-        raise KeyboardInterrupt  # an interrupted run: the checkpoint is complete, the run is not
-
-    monkeypatch.setattr(training, "_save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train_reader(cfg)
+    calls = interrupted_after_first_checkpoint(monkeypatch, cfg)
     assert calls == [2] and (tmp_path / "out" / "checkpoint" / "trainer_state.pt").exists()
-    monkeypatch.setattr(training, "_save_checkpoint", real_save)
     seen = []
     resumed = config(tmp_path, tiny_reader, max_steps=4, save_every=2, dev_articles=(), resume=True)
     result = train_reader(resumed, progress=lambda s, n, loss: seen.append(s))
@@ -125,19 +132,10 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_reader, monkeypatch):
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, tiny_reader, monkeypatch):
-    import qa.training as training
     from qa.errors import TrainingDataError
 
-    real_save = training._save_checkpoint
-
-    def save_then_crash(*args):
-        real_save(*args)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(training, "_save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train_reader(config(tmp_path, tiny_reader, max_steps=4, save_every=2, dev_articles=()))
-    monkeypatch.setattr(training, "_save_checkpoint", real_save)
+    interrupted_after_first_checkpoint(monkeypatch, config(tmp_path, tiny_reader, max_steps=4, save_every=2,
+                                                           dev_articles=()))
     with pytest.raises(TrainingDataError, match=r"batch_size 2 -> 4"):
         train_reader(config(tmp_path, tiny_reader, max_steps=4, save_every=2, dev_articles=(), batch_size=4,
                             resume=True))
@@ -242,22 +240,11 @@ def test_resume_of_a_mixed_run_with_negatives_gives_the_uninterrupted_weights(tm
     cache and ends with exactly the weights of a run never interrupted (which built its windows afresh)."""
     from safetensors.numpy import load_file
 
-    import qa.training as training
-
     other = squad_file(tmp_path / "other.json")
     mixed = dict(train_files=(str(squad_file(tmp_path / "train.json")), str(other)), train_weights=(2.0, 0.5),
                  dev_articles=(), max_steps=4, save_every=2, synthetic_negatives=1.0, paragraph_negatives=1.0,
                  retrieved_negatives=1.0, negative_weight=0.5, attention_dropout=0.0)
-    real_save = training._save_checkpoint
-
-    def save_then_crash(*args):
-        real_save(*args)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(training, "_save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train_reader(config(tmp_path, tiny_reader, **mixed))
-    monkeypatch.setattr(training, "_save_checkpoint", real_save)
+    assert interrupted_after_first_checkpoint(monkeypatch, config(tmp_path, tiny_reader, **mixed)) == [2]
     resumed = train_reader(config(tmp_path, tiny_reader, **mixed, resume=True))
     straight = train_reader(config(tmp_path, tiny_reader, **mixed, output_dir=str(tmp_path / "straight")))
     assert resumed.featurize_seconds == 0.0 and straight.featurize_seconds > 0  # the cache, then afresh
