@@ -1,0 +1,50 @@
+"""The on-disk index: SQLite rows + FTS5 for BM25, FAISS vectors keyed by chunk rowid, and a manifest.
+
+Read it one part at a time; each imports only the ones listed before it:
+
+- ``files``: the folder's file names (``index.sqlite``, ``vectors.<generation>.faiss``,
+  ``write.lock``), which files are qa's, and clearing out a killed writer's leftovers.
+- ``locking``: the folder's write lock (one writer at a time; readers never take it).
+- ``rows``: the SQLite schema, documents and chunks, read transactions, FTS5 BM25 search, integrity checks.
+- ``manifest``: :class:`Manifest` and :class:`IndexStats`, ``FORMAT_VERSION``; reading, writing and
+  checking the manifest table (format version, embedder, chunking, FAISS generation) and saved settings.
+- ``vectors``: FAISS files: building the next generation, writing it durably, loading it and
+  checking its size, sha256 and ids against the rows, searching it.
+- ``commit``: one change, made atomic; ``passage_store``: :class:`PassageStore`, which composes the others.
+
+How a change is atomic: the writer (holding the lock) builds the next FAISS index in memory and writes
+it beside the current one as ``vectors.<generation + 1>.faiss`` (a fsynced ``.tmp`` file, then
+``os.replace``). Then one SQLite transaction (WAL, ``synchronous = FULL``) changes the documents and
+chunks (FTS5 follows by triggers) and points the manifest at the new file, with its size and sha256.
+Only after that COMMIT is the old file deleted. A process killed before the COMMIT leaves the database
+naming the old file, whole (the next writer deletes the stray new one); killed after it, the new one.
+Readers load the file their snapshot names (reading again if a writer has just deleted it) and refuse
+one whose size or sha256 disagrees. A new index's database is written as ``index.sqlite.tmp`` and
+renamed into place last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from qa.store.files import DB_NAME, LOCK_NAME
+from qa.store.manifest import FORMAT_VERSION, IndexStats, Manifest
+from qa.store.passage_store import PassageStore
+from qa.store.rows import ScoredChunk, build_fts_query, document_sha256
+
+__all__ = [
+    "DB_NAME",
+    "FORMAT_VERSION",
+    "LOCK_NAME",
+    "IndexStats",
+    "Manifest",
+    "PassageStore",
+    "ScoredChunk",
+    "build_fts_query",
+    "document_sha256",
+]
+
+# Called with a named point of a write ("faiss_tmp_written", "faiss_replaced", "rows_written",
+# "committed"); the crash-safety tests set it to SIGKILL the process there. It lives here, not in
+# the module that calls it, so that setting `qa.store._crash_hook` still reaches that code.
+_crash_hook: Callable[[str], None] | None = None
