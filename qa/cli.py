@@ -160,16 +160,22 @@ def index(
     wait: Annotated[float, typer.Option(min=0.0, help="Seconds to wait for another `qa index` to finish.")] = 0.0,
     on_error: Annotated[str | None, typer.Option(
         help="skip (report and go on) or stop at an unreadable file. [default: skip]")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(
+        "--exclude", metavar="GLOB", help="Leave out matching files and folders (gitignore syntax, relative to "
+        "each folder given; repeatable), like the lines of a .qaignore file there.")] = None,
 ) -> None:
-    """Index documents (.txt, .md, .html, .pdf): only new or changed ones are embedded again.
+    """Index documents (.txt, .md, .rst, .html, .pdf, .docx): only new or changed ones are embedded again.
 
-    Unreadable files and missing paths are reported on one line each and skipped (exit 0). An existing
-    index keeps the embedder and chunking it was built with; other ones need --rebuild.
+    Text files that are not UTF-8 are read in the encoding detected. Files not indexed (unreadable, other
+    formats) and missing paths are listed with their reasons in the final report (exit 0). Folders skip hidden
+    files, tool folders (node_modules, build, .venv, ...), the rules of a .qaignore file and --exclude. An
+    existing index keeps the embedder and chunking it was built with; other ones need --rebuild.
 
     Exit 1 on errors: no path exists, nothing readable, another `qa index` is writing (see --wait), or a bad
     file with --on-error stop.
     """
     from qa.indexing import follow_index
+    from qa.loader import check_rules
     from qa.render import render_index_report
 
     if rebuild and not paths:
@@ -185,10 +191,12 @@ def index(
              if value is not None}
     try:
         settings = follow_index(settings, settings.index_dir, given=given)
+        check_rules(exclude or [], "--exclude")
     except ValueError as exc:
         _error(str(exc))
         raise typer.Exit(2) from None
-    report = _run(lambda: _index_with_progress(paths or [Path("seeds")], settings, prune, rebuild, wait))
+    report = _run(lambda: _index_with_progress(paths or [Path("seeds")], settings, prune, rebuild, wait,
+                                               exclude or []))
     _out().print(render_index_report(report))
     if rebuild:
         _out().print(f"Rebuilt from scratch: {report.documents} document(s), {report.passages} passage(s).")
@@ -210,14 +218,12 @@ def _prepare_models(settings) -> None:
         _err().print(f"warning: models not prepared: {exc}", markup=False, soft_wrap=True)
 
 
-def _index_with_progress(paths, settings, prune, rebuild=False, wait=0.0):
+def _index_with_progress(paths, settings, prune, rebuild=False, wait=0.0, exclude=()):
     from qa.indexing import build_index
 
-    def on_skip(err) -> None:
-        _err().print(f"skipped {err}", style="yellow", markup=False, highlight=False, soft_wrap=True)
-
+    # files not indexed are listed once, with their reasons, in the report printed at the end
     return _with_progress(lambda update: build_index(
-        paths, settings=settings, prune=prune, rebuild=rebuild, wait=wait, progress=update, on_skip=on_skip
+        paths, settings=settings, prune=prune, rebuild=rebuild, wait=wait, progress=update, exclude=exclude
     ))
 
 

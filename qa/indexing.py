@@ -30,9 +30,11 @@ class IndexReport:
     updated: tuple[str, ...]
     unchanged: tuple[str, ...]
     removed: tuple[str, ...]
-    skipped: tuple[str, ...]  # "path: reason" of each unreadable file
+    skipped: tuple[str, ...]  # "path: reason" of each file not indexed: unreadable, unsupported format, missing
     embedded_passages: int
     seconds: float
+    encodings: tuple[str, ...] = ()  # "path: read as cp1252" of each text file that is not UTF-8
+    excluded: tuple[str, ...] = ()  # files and folders (ending in "/") left out by an exclusion rule
 
 
 def text_digest(text: str) -> str:
@@ -97,15 +99,19 @@ def build_index(
     progress: Progress | None = None,
     on_skip: Callable[[DocumentError], None] | None = None,
     embedder=None,
+    exclude: str | Sequence[str] = (),
+    read_qaignore: bool = True,
 ) -> IndexReport:
     """Index files and folders incrementally: only new or changed documents are embedded.
 
-    A file that cannot be read (empty, binary, not UTF-8, too large) or a path that does not
-    exist is reported through ``on_skip`` and skipped, and the rest is indexed, unless
-    ``settings.on_error`` is "stop".
+    A file that cannot be read (empty, binary, in no encoding that fits, too large) or a path
+    that does not exist is reported through ``on_skip`` and skipped, and the rest is indexed,
+    unless ``settings.on_error`` is "stop". Files of other formats inside a folder are reported
+    the same way but never stop the run; excluded files and folders are only counted (see
+    :func:`qa.loader.scan_document_files` for the rules).
 
     Args:
-        paths: files or folders of .txt, .md, .html and .pdf documents.
+        paths: files or folders of .txt, .md, .rst, .html, .pdf and .docx documents.
         index_dir: the index folder (default: ``settings.index_dir``).
         settings: chunking, models, and how to treat unreadable files.
         prune: also remove indexed documents whose source file is gone.
@@ -113,27 +119,36 @@ def build_index(
             of an index built with another embedder or chunking, or a damaged one.
         wait: seconds to wait for another writer to finish; 0 raises IndexLockedError at once.
         progress: called as ``progress(stage, done, total)``.
-        on_skip: called with each unreadable file that is skipped.
+        on_skip: called with each file that is not indexed (not with excluded ones).
         embedder: an Embedder to use instead of the one the settings name (tests).
+        exclude: exclusion rules in gitignore syntax (``"*.log"``, ``"drafts/"``), relative to each
+            folder given, on top of the default tool folders and each folder's ``.qaignore``.
+        read_qaignore: apply the rules of a ``.qaignore`` file in each folder given.
 
     Returns:
-        What was added, updated, left alone, removed and skipped.
+        What was added, updated, left alone, removed, skipped (with reasons), excluded, and which
+        text files were not UTF-8.
 
     Raises:
-        DocumentError: none of ``paths`` exists, or a file is unreadable and on_error is "stop".
+        DocumentError: none of ``paths`` exists, a ``.qaignore`` is unreadable or invalid, or a file
+            is unreadable and on_error is "stop".
         EmptyCorpusError: nothing readable to index (an index is never emptied by mistake).
         IndexLockedError: another process is writing to the index.
+        ValueError: a rule of ``exclude`` is not a valid pattern.
     """
-    from qa.loader import find_document_files, load_document
+    from qa.loader import SUPPORTED_SUFFIXES, read_document, scan_document_files
 
     t0 = time.perf_counter()
     settings = settings or Settings.from_env()
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     skipped: list[str] = []
+    failed = 0  # skipped files that could not be read (not those of other formats)
 
-    def skip(err: DocumentError) -> None:
-        if settings.on_error == "stop":
+    def skip(err: DocumentError, *, unsupported: bool = False) -> None:
+        nonlocal failed
+        if settings.on_error == "stop" and not unsupported:
             raise err
+        failed += not unsupported
         skipped.append(str(err))
         if on_skip is not None:
             on_skip(err)
@@ -143,24 +158,37 @@ def build_index(
         raise DocumentError(str(missing[0]), "no such file or directory")
     for p in missing:
         skip(DocumentError(str(p), "no such file or directory"))
-    files = find_document_files([p for p in paths if p not in missing], on_clash=skip)
+    scan = scan_document_files(
+        [p for p in paths if p not in missing], on_clash=skip, exclude=exclude, read_qaignore=read_qaignore
+    )
+    for err in scan.unsupported:
+        skip(err, unsupported=True)
     docs: list[Document] = []
-    for i, (path, doc_id) in enumerate(files):
+    encodings: list[str] = []
+    for i, (path, doc_id) in enumerate(scan.files):
         try:
-            docs.append(load_document(path, doc_id, max_file_mb=settings.max_file_mb))
+            loaded = read_document(path, doc_id, max_file_mb=settings.max_file_mb)
         except DocumentError as err:
             skip(err)
+        else:
+            docs.append(loaded.document)
+            if loaded.encoding not in (None, "utf-8"):
+                encodings.append(f"{path}: read as {loaded.encoding}")
         if progress:
-            progress("read", i + 1, len(files))
-    if not docs and not skipped:
+            progress("read", i + 1, len(scan.files))
+    excluded = tuple(f"{p}/" if p.is_dir() else str(p) for p in scan.excluded)
+    if not docs and not failed:
+        others = f"; {len(scan.unsupported)} file(s) of other formats" if scan.unsupported else ""
+        others += f"; {len(excluded)} excluded" if excluded else ""
         raise EmptyCorpusError(
-            f"no .txt, .md, .html or .pdf files in {', '.join(map(str, paths))}"
+            f"no {', '.join(SUPPORTED_SUFFIXES)} files in {', '.join(map(str, paths))}{others}"
         )
     report = index_documents(
         docs, index_dir, settings=settings, prune=prune, rebuild=rebuild, wait=wait, progress=progress,
         embedder=embedder,
     )
-    return replace(report, skipped=tuple(skipped), seconds=time.perf_counter() - t0)
+    return replace(report, skipped=tuple(skipped), seconds=time.perf_counter() - t0, encodings=tuple(encodings),
+                   excluded=excluded)
 
 
 def index_documents(

@@ -1,4 +1,4 @@
-"""Find document files and read them into Documents (UTF-8 text verbatim; HTML and PDF text extracted)."""
+"""Find document files and read them into Documents (text files verbatim; HTML, PDF and DOCX text extracted)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from qa.errors import DocumentError
@@ -14,25 +15,64 @@ from qa.schema import Document
 
 log = logging.getLogger(__name__)
 
-TEXT_SUFFIXES = (".txt", ".md")
+TEXT_SUFFIXES = (".txt", ".md", ".rst")
 HTML_SUFFIXES = (".html", ".htm")
 PDF_SUFFIXES = (".pdf",)
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES
+DOCX_SUFFIXES = (".docx",)
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES + DOCX_SUFFIXES
+
+# Folders that hold tools' files, not documents: left out of every folder walk, in gitignore syntax (a
+# ".qaignore" line "!build/" brings one back). Hidden folders (".git", ".venv", ...) are skipped anyway.
+DEFAULT_EXCLUDES = (
+    "node_modules/", ".git/", "__pycache__/", ".venv/", "venv/", ".tox/", "dist/", "build/", ".mypy_cache/",
+    ".pytest_cache/",
+)
+IGNORE_FILE = ".qaignore"
 
 _MB = 1024 * 1024
 _TITLE_CHARS = 200
 # A code point in the surrogate range is always unpaired in a Python str (pypdf decodes broken font maps with
 # "surrogatepass"); it cannot be tokenized or stored as UTF-8.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Byte-order marks that name their encoding; UTF-32 first, as its little-endian mark starts with UTF-16's.
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedDocument:
+    """A document and how its file was decoded."""
+
+    document: Document
+    encoding: str | None  # the text encoding of a .txt/.md/.rst file ("utf-8", "cp1252", ...); None if extracted
+
+
+@dataclass(frozen=True, slots=True)
+class FileScan:
+    """The document files found under some paths, and the files and folders left out."""
+
+    files: tuple[tuple[Path, str], ...]  # (path, doc_id) in doc_id order
+    unsupported: tuple[DocumentError, ...]  # files inside folders whose format is not read, in walk order
+    excluded: tuple[Path, ...]  # files and folders left out by an exclusion rule (a folder once, not its files)
 
 
 def load_document(path: Path, doc_id: str, *, max_file_mb: float = 50.0) -> Document:
-    """Read one file into a Document.
+    """Read one file into a Document (see :func:`read_document`, which also says how it was decoded)."""
+    return read_document(path, doc_id, max_file_mb=max_file_mb).document
 
-    ``.txt`` and ``.md`` are decoded as UTF-8 exactly as written (no newline translation; only
-    a leading byte-order mark is dropped). ``.html``/``.htm`` go through trafilatura's main-text
-    extraction and ``.pdf`` through pypdf (pages joined by a blank line); for those, the
-    extracted text is the document text that offsets point into.
+
+def read_document(path: Path, doc_id: str, *, max_file_mb: float = 50.0) -> LoadedDocument:
+    """Read one file into a Document, and say which text encoding it was decoded with.
+
+    ``.txt``, ``.md`` and ``.rst`` are text exactly as written (no newline translation; only a
+    leading byte-order mark is dropped): UTF-8, or the encoding a byte-order mark names
+    (UTF-16/32), or else the encoding charset-normalizer detects (``cp1252``, ``cp1251``, ...).
+    ``.html``/``.htm`` go through trafilatura's main-text extraction, ``.pdf`` through pypdf
+    (pages joined by a blank line) and ``.docx`` through python-docx (the non-empty body
+    paragraphs joined by a blank line; tables, headers, footers and notes are not read); for
+    those, the extracted text is the document text that offsets point into.
 
     Args:
         path: the file.
@@ -40,31 +80,38 @@ def load_document(path: Path, doc_id: str, *, max_file_mb: float = 50.0) -> Docu
         max_file_mb: larger files are refused before any byte is read.
 
     Returns:
-        The document, with ``source`` the file's absolute path.
+        The document, with ``source`` the file's absolute path, and the text encoding of a text file.
 
     Raises:
-        DocumentError: the file is missing, too large, empty, binary, not UTF-8, of an
-            unsupported type, unreadable, or yields no text; the reason says which.
+        DocumentError: the file is missing, too large, empty, binary, in no encoding that fits,
+            of an unsupported format, unreadable, or yields no text; the reason says which.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise DocumentError(
-            str(path), f"unsupported file type {suffix or '(none)'!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}"
-        )
+        raise DocumentError(str(path), f"{_unsupported_reason(path)}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
     data = _read_bytes(path, max_file_mb)
+    encoding = None
     if suffix in TEXT_SUFFIXES:
-        text = _decode_text(path, data)
-        title = _text_title(text, markdown=suffix == ".md")
+        text, encoding = _decode_text(path, data)
+        title = _text_title(text, suffix)
     elif suffix in HTML_SUFFIXES:
         text, title = _extract_html(path, data)
+    elif suffix in DOCX_SUFFIXES:
+        text, title = _extract_docx(path, data)
     else:
         text, title = _extract_pdf(path, data), ""
     # Extracted text may carry unpaired surrogates: each becomes U+FFFD, one code point for one, so the text
-    # keeps its length and every other character its offset. (UTF-8 decoding already refuses them.)
+    # keeps its length and every other character its offset. (Strict decoding already refuses them.)
     text, title = _LONE_SURROGATE.sub("\ufffd", text), _LONE_SURROGATE.sub("\ufffd", title)
     # absolute, so that `qa index --prune` run from another folder still finds the file
-    return Document(doc_id=doc_id, text=text, title=title, source=str(path.absolute()))
+    document = Document(doc_id=doc_id, text=text, title=title, source=str(path.absolute()))
+    return LoadedDocument(document, encoding)
+
+
+def _unsupported_reason(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return f"unsupported format {suffix!r}" if suffix else "unsupported format (no file name suffix)"
 
 
 def _read_bytes(path: Path, max_file_mb: float) -> bytes:
@@ -91,34 +138,95 @@ def _read_bytes(path: Path, max_file_mb: float) -> bytes:
     return data
 
 
-def _decode_text(path: Path, data: bytes) -> str:
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise DocumentError(str(path), "encoded as UTF-16; only UTF-8 text is supported (save it as UTF-8)")
-    nul = data.find(b"\x00")
-    if nul != -1:
-        raise DocumentError(str(path), f"binary content (NUL byte at byte offset {nul}); not a text file")
-    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    try:
-        text = data[skip:].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DocumentError(
-            str(path), f"not valid UTF-8 at byte offset {exc.start + skip} ({exc.reason}); save it as UTF-8"
-        ) from None
+def _decode_text(path: Path, data: bytes) -> tuple[str, str]:
+    """The text and the encoding it was decoded with: the one a byte-order mark names, else UTF-8, else the one
+    charset-normalizer detects. Files with NUL bytes (and no UTF-16/32 mark) are binary."""
+    bom, marked = next(((bom, enc) for bom, enc in _BOMS if data.startswith(bom)), (b"", None))
+    if marked in (None, "utf-8"):
+        nul = data.find(b"\x00")
+        if nul != -1:
+            raise DocumentError(str(path), f"binary content (NUL byte at byte offset {nul}); not a text file")
+    if marked is not None:
+        # the utf-16/utf-32 codecs read the mark (and so the byte order) themselves
+        skip = len(bom) if marked == "utf-8" else 0
+        try:
+            text = data[skip:].decode(marked)
+        except UnicodeDecodeError as exc:
+            name = marked.upper()
+            raise DocumentError(
+                str(path), f"starts with a {name} byte-order mark but is not valid {name} at byte offset "
+                f"{exc.start + skip} ({exc.reason}); save it as UTF-8"
+            ) from None
+        encoding = marked
+    else:
+        try:
+            text, encoding = data.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError as exc:
+            encoding = _detect_encoding(data)
+            if encoding is None:
+                raise DocumentError(
+                    str(path), f"not valid UTF-8 at byte offset {exc.start} ({exc.reason}) and no other text "
+                    "encoding fits; save it as UTF-8"
+                ) from None
+            try:  # charset-normalizer judges samples of a long file; the whole of it must decode too
+                text = data.decode(encoding)
+            except UnicodeDecodeError as bad:
+                raise DocumentError(
+                    str(path), f"not valid UTF-8 at byte offset {exc.start} ({exc.reason}), and not valid "
+                    f"{encoding} (the encoding detected) at byte offset {bad.start}; save it as UTF-8"
+                ) from None
+            log.info("%s: not UTF-8, read as %s", path, encoding)
     if not text.strip():
         raise DocumentError(str(path), "empty document: only whitespace")
-    return text
+    return text, encoding
 
 
-def _text_title(text: str, *, markdown: bool) -> str:
-    """The first non-empty line, stripped (for Markdown, without its heading marks)."""
+# charset-normalizer also weighs DOS, classic Mac and EBCDIC code pages; on Western text their guesses often
+# shadow Windows-1252 (typographic quotes read as "ô...ö" in cp852), which is what such files almost always are.
+_RARE_CODE_PAGES = (
+    "cp037", "cp273", "cp424", "cp437", "cp500", "cp720", "cp737", "cp775", "cp850", "cp852", "cp855", "cp856",
+    "cp857", "cp858", "cp860", "cp861", "cp862", "cp863", "cp864", "cp865", "cp866", "cp869", "cp875", "cp1006",
+    "cp1026", "cp1125", "cp1140", "hp_roman8", "kz1048", "koi8_t", "ptcp154", "mac_arabic", "mac_croatian",
+    "mac_cyrillic", "mac_farsi", "mac_greek", "mac_iceland", "mac_latin2", "mac_roman", "mac_romanian",
+    "mac_turkish",
+)
+
+
+def _detect_encoding(data: bytes) -> str | None:
+    """The encoding charset-normalizer finds for bytes that are not UTF-8 (a Python codec name), or None.
+
+    Single-byte code pages often tie on its measures (French Latin-1 text decodes without "mess" as cp1250,
+    cp1252 and cp1257 alike, and its first pick is cp1250: "très" as "trčs"); among the candidates as good as
+    its best, one that decodes the bytes as Windows-1252 does is taken as cp1252.
+    """
+    from charset_normalizer import from_bytes
+
+    matches = list(from_bytes(data, cp_exclusion=list(_RARE_CODE_PAGES)))
+    if not matches:
+        return None
+    best = matches[0]
+    tied = [m for m in matches if m.chaos <= best.chaos and m.coherence >= best.coherence]
+    if any("cp1252" in m.could_be_from_charset for m in tied):
+        return "cp1252"
+    return best.encoding
+
+
+def _text_title(text: str, suffix: str) -> str:
+    """The first non-empty line, stripped (for Markdown, without its heading marks; for reST, not an
+    over- or underline of "=" or "-" and the like)."""
     for line in text.splitlines():
         title = line.strip()
         if not title:
             continue
-        if markdown and title.startswith("#"):
+        if suffix == ".md" and title.startswith("#"):
             title = title.lstrip("#").strip() or title
+        if suffix == ".rst" and _RST_ADORNMENT.fullmatch(title):
+            continue
         return title[:_TITLE_CHARS]
     return ""
+
+
+_RST_ADORNMENT = re.compile(r"([!-/:-@\[-`{-~])\1{2,}")  # a line of one repeated punctuation character
 
 
 def _extract_html(path: Path, data: bytes) -> tuple[str, str]:
@@ -159,39 +267,94 @@ def _extract_pdf(path: Path, data: bytes) -> str:
     return text
 
 
+def _extract_docx(path: Path, data: bytes) -> tuple[str, str]:
+    import io
+
+    try:
+        from docx import Document as open_docx
+
+        word = open_docx(io.BytesIO(data))
+        paragraphs = [p.text for p in word.paragraphs if p.text.strip()]
+        title = (word.core_properties.title or "").strip()
+    except Exception as exc:  # noqa: BLE001 - a damaged or mislabelled file raises zip, XML or key errors
+        raise DocumentError(str(path), f"cannot read DOCX: {type(exc).__name__}: {exc}") from None
+    if not paragraphs:
+        raise DocumentError(str(path), "no text in DOCX (no non-empty paragraph in its body)")
+    text = "\n\n".join(paragraphs)
+    return text, (title or _text_title(text, ".txt"))[:_TITLE_CHARS]
+
+
 def find_document_files(
-    paths: Sequence[str | Path], *, on_clash: Callable[[DocumentError], None] | None = None
+    paths: Sequence[str | Path],
+    *,
+    on_clash: Callable[[DocumentError], None] | None = None,
+    exclude: str | Sequence[str] = (),
+    read_qaignore: bool = True,
+    default_excludes: Sequence[str] = DEFAULT_EXCLUDES,
 ) -> list[tuple[Path, str]]:
     """Expand files and folders into ``(path, doc_id)`` pairs, sorted by doc_id.
 
-    Folders are walked recursively, skipping hidden files and folders (names starting with
-    ".") and files whose suffix is not supported. A file inside a folder gets the doc_id of its
-    path relative to that folder, without suffix, with "/" separators (``seeds/news/a.txt``
-    given ``seeds`` is ``news/a``); a file named directly gets its stem, and is kept whatever
-    its suffix so that loading it reports an unsupported type instead of skipping it silently.
-    A file reached twice (a folder and a file inside it) is kept once.
+    The files of :func:`scan_document_files`, which also says which files and folders were left out.
+    """
+    scan = scan_document_files(
+        paths, on_clash=on_clash, exclude=exclude, read_qaignore=read_qaignore, default_excludes=default_excludes
+    )
+    return list(scan.files)
+
+
+def scan_document_files(
+    paths: Sequence[str | Path],
+    *,
+    on_clash: Callable[[DocumentError], None] | None = None,
+    exclude: str | Sequence[str] = (),
+    read_qaignore: bool = True,
+    default_excludes: Sequence[str] = DEFAULT_EXCLUDES,
+) -> FileScan:
+    """Expand files and folders into the document files they hold, and what they leave out.
+
+    Folders are walked recursively. Hidden files and folders (names starting with ".") are
+    skipped; so are files and folders matching the exclusion rules, in gitignore syntax and
+    relative to the folder given: ``default_excludes`` (``node_modules/``, ``build/``, ...),
+    then the lines of a ``.qaignore`` file in that folder, then ``exclude`` (a later ``!rule``
+    takes an earlier one back); and files whose format is not read, which are listed in
+    ``unsupported``. A file inside a folder gets the doc_id of its path relative to that
+    folder, without suffix, with "/" separators (``seeds/news/a.txt`` given ``seeds`` is
+    ``news/a``); a file named directly gets its stem and is kept whatever its suffix and the
+    rules, so that loading it reports an unsupported format. A file reached twice (a folder
+    and a file inside it) is kept once.
 
     Args:
         paths: files and folders.
         on_clash: called with the DocumentError of a file whose doc_id an earlier file already has
             (``notes.md`` beside ``notes.txt``), which is then left out; None raises that error instead.
+        exclude: more rules (``"*.log"``, ``"drafts/"``, ``"archive/2019/**"``).
+        read_qaignore: apply the rules of a ``.qaignore`` file in each folder given.
+        default_excludes: the rules applied first; ``()`` walks tool folders too.
 
     Returns:
-        ``(path, doc_id)`` pairs in doc_id order.
+        The files in doc_id order, the files of unsupported formats, and the excluded files and folders.
 
     Raises:
-        DocumentError: a path does not exist, or two files map to the same doc_id and ``on_clash`` is None.
+        DocumentError: a path does not exist, a ``.qaignore`` file cannot be read or holds an invalid
+            rule, or two files map to the same doc_id and ``on_clash`` is None.
+        ValueError: a rule of ``exclude`` or ``default_excludes`` is invalid.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    defaults = check_rules(default_excludes, "default_excludes")
+    extra = check_rules(exclude, "exclude")
     found: dict[str, Path] = {}
     seen: set[Path] = set()
+    unsupported: list[DocumentError] = []
+    excluded: list[Path] = []
     for arg in paths:
         root = Path(arg)
         if not root.exists():
             raise DocumentError(str(root), "no such file or directory")
         if root.is_dir():
-            pairs = [(f, f.relative_to(root).with_suffix("").as_posix()) for f in _walk(root)]
+            own = _qaignore_rules(root / IGNORE_FILE) if read_qaignore else []
+            files = _walk(root, _match_rules([*defaults, *own, *extra]), unsupported, excluded)
+            pairs = [(f, f.relative_to(root).with_suffix("").as_posix()) for f in files]
         else:
             pairs = [(root, root.stem)]
         for file, doc_id in pairs:
@@ -208,18 +371,92 @@ def find_document_files(
                 on_clash(clash)
                 continue
             found[doc_id] = file
-    return [(found[doc_id], doc_id) for doc_id in sorted(found)]
+    return FileScan(
+        files=tuple((found[doc_id], doc_id) for doc_id in sorted(found)),
+        unsupported=tuple(unsupported),
+        excluded=tuple(excluded),
+    )
 
 
-def _walk(root: Path) -> list[Path]:
-    """Supported, non-hidden files under ``root``, in sorted order."""
+def _walk(
+    root: Path, is_excluded: Callable[[str], bool], unsupported: list[DocumentError], excluded: list[Path]
+) -> list[Path]:
+    """Supported, non-hidden, not excluded files under ``root``, in sorted order; files of other formats are
+    added to ``unsupported`` and excluded files and folders (not walked) to ``excluded``."""
     files: list[Path] = []
     for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        here = Path(folder)
+        rel = here.relative_to(root).as_posix()
+        prefix = "" if rel == "." else rel + "/"
+        kept = []
+        for d in sorted(dirs):
+            if d.startswith("."):
+                continue
+            if is_excluded(f"{prefix}{d}/"):
+                excluded.append(here / d)
+            else:
+                kept.append(d)
+        dirs[:] = kept
         for name in sorted(names):
-            if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES:
-                files.append(Path(folder) / name)
+            if name.startswith("."):
+                continue
+            path = here / name
+            if is_excluded(prefix + name):
+                excluded.append(path)
+            elif path.suffix.lower() in SUPPORTED_SUFFIXES:
+                files.append(path)
+            else:
+                unsupported.append(DocumentError(str(path), _unsupported_reason(path)))
     return files
+
+
+def check_rules(rules: str | Sequence[str], name: str = "exclude") -> list[str]:
+    """``rules`` (one pattern or several) as a list, each one checked to be a valid gitignore pattern.
+
+    Raises:
+        ValueError: a rule is invalid (``"!"`` alone, a trailing backslash); the message names it and ``name``.
+    """
+    rules = [rules] if isinstance(rules, str) else list(rules)
+    for rule in rules:
+        if (problem := _rule_problem(rule)) is not None:
+            raise ValueError(f"invalid {name} pattern {rule!r}: {problem}")
+    return rules
+
+
+def _rule_problem(rule: str) -> str | None:
+    import pathspec
+
+    try:
+        pathspec.GitIgnoreSpec.from_lines([rule])
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _qaignore_rules(path: Path) -> list[str]:
+    """The lines of a ``.qaignore`` file (gitignore syntax), or none when there is no such file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise DocumentError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    try:
+        lines = data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DocumentError(str(path), f"not valid UTF-8 at byte offset {exc.start}") from None
+    for n, line in enumerate(lines, start=1):
+        if (problem := _rule_problem(line)) is not None:
+            raise DocumentError(str(path), f"line {n}: invalid pattern {line!r} ({problem})")
+    return lines
+
+
+def _match_rules(rules: Sequence[str]) -> Callable[[str], bool]:
+    """Whether a path relative to the folder walked (a folder's ending in "/") is excluded by ``rules``."""
+    import pathspec
+
+    spec = pathspec.GitIgnoreSpec.from_lines(rules)
+    return spec.match_file
 
 
 def load_documents(
@@ -228,15 +465,20 @@ def load_documents(
     max_file_mb: float = 50.0,
     on_error: str = "skip",
     report: Callable[[DocumentError], None] | None = None,
+    exclude: str | Sequence[str] = (),
+    read_qaignore: bool = True,
 ) -> list[Document]:
-    """Load every supported file under ``paths`` (see :func:`find_document_files`).
+    """Load every supported file under ``paths`` (see :func:`scan_document_files`).
 
     Args:
         paths: a file or folder, or several.
         max_file_mb: larger files are refused without being read.
         on_error: ``"skip"``: a bad file is logged, passed to ``report`` and skipped;
             ``"stop"``: its DocumentError is raised.
-        report: called with the DocumentError of each skipped file.
+        report: called with the DocumentError of each skipped file, and of each file of a format
+            that is not read inside a folder (those never stop the run).
+        exclude: exclusion rules in gitignore syntax, on top of the defaults and ``.qaignore``.
+        read_qaignore: apply the rules of a ``.qaignore`` file in each folder given.
 
     Returns:
         The documents in doc_id order (possibly empty).
@@ -253,9 +495,15 @@ def load_documents(
         if report is not None:
             report(err)
 
-    files = find_document_files(
-        [paths] if isinstance(paths, (str, Path)) else paths, on_clash=skip if on_error == "skip" else None
+    scan = scan_document_files(
+        [paths] if isinstance(paths, (str, Path)) else paths, on_clash=skip if on_error == "skip" else None,
+        exclude=exclude, read_qaignore=read_qaignore,
     )
+    for err in scan.unsupported:
+        log.info("skipped %s", err)
+        if report is not None:
+            report(err)
+    files = scan.files
     docs: list[Document] = []
     for path, doc_id in files:
         try:

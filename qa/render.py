@@ -106,8 +106,14 @@ def render_index_report(report) -> RenderableType:
               f"{len(report.unchanged)} unchanged, {len(report.removed)} removed)")
     t.add_row("passages", f"{report.passages}  ({report.embedded_passages} embedded in this run)")
     t.add_row("time", f"{report.seconds:.1f} s")
+    if report.encodings:
+        t.add_row("not UTF-8", Text("\n".join(report.encodings)))
     if report.skipped:
-        t.add_row("skipped", Text("\n".join(report.skipped), style="yellow"))
+        t.add_row("not indexed", Text("\n".join(report.skipped), style="yellow"))
+    if report.excluded:
+        folders = sum(e.endswith("/") for e in report.excluded)
+        t.add_row("excluded", f"{folders} folder(s) and {len(report.excluded) - folders} file(s), by the default "
+                  "tool folders, .qaignore or --exclude")
     return Panel(t, title="Index ready", title_align="left", border_style="green")
 
 

@@ -69,6 +69,15 @@ def fake_models(monkeypatch) -> list[NamedFakeEmbedder]:
     return patch_models(monkeypatch)
 
 
+def widen_output(monkeypatch) -> None:
+    """Make `qa` print its results 1000 columns wide, so that a long tmp path in the report stays on one line."""
+    from rich.console import Console
+
+    import qa.cli
+
+    monkeypatch.setattr(qa.cli, "_out", lambda: Console(width=1000))
+
+
 def embedded(made: list[NamedFakeEmbedder]) -> int:
     return sum(e.embedded for e in made)
 
@@ -355,3 +364,58 @@ def test_answers_follow_added_changed_and_removed_documents(indexed, tiny_reader
     (corpus / "tokyo.txt").unlink()
     cli("index", corpus, "-i", index_dir, "--prune")
     check({"berlin", "jean", "rome"})
+
+
+# ---- formats, encodings, exclusions: every file not indexed listed once ---------------------------------------
+
+
+def test_index_lists_each_file_not_indexed_once_and_the_encodings_read(tmp_path, fake_models, monkeypatch):
+    from test_loader import LATIN, make_docx
+
+    widen_output(monkeypatch)
+    docs, index_dir = tmp_path / "docs", tmp_path / "index"
+    docs.mkdir()
+    (docs / "good.txt").write_text("Paris is the capital of France.", encoding="utf-8")
+    (docs / "latin.txt").write_bytes(LATIN.encode("latin-1"))
+    (docs / "guide.rst").write_text("Guide\n=====\n\nThe Louvre opened in 1793.\n", encoding="utf-8")
+    make_docx(docs / "owls.docx", ["Snowy Owls", "The snowy owl hunts lemmings."])
+    (docs / "pic.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00")
+    (docs / "bundle.zip").write_bytes(b"PK\x05\x06" + bytes(18))
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "notes.log").write_text("log line", encoding="utf-8")
+    for folder in ("node_modules/pkg", "drafts", "build"):
+        (docs / folder).mkdir(parents=True)
+        (docs / folder / "x.txt").write_text("Not a document.", encoding="utf-8")
+    (docs / ".qaignore").write_text("drafts/\n", encoding="utf-8")
+
+    result = cli("index", docs, "-i", index_dir, "--exclude", "*.log")
+    assert result.stderr.strip() == ""  # nothing live on stderr: the report says it all, once
+    out = result.stdout
+    for name, reason in (("pic.png", "unsupported format '.png'"), ("bundle.zip", "unsupported format '.zip'"),
+                         ("empty.txt", "empty file (0 bytes)")):
+        assert out.count(f"{docs / name}: ") == 1
+        assert f"{docs / name}: {reason}" in out
+    assert f"{docs / 'latin.txt'}: read as cp1252" in out
+    assert "3 folder(s) and 1 file(s)" in out  # node_modules/, drafts/, build/ and notes.log, not their files
+    assert "x.txt" not in out and "notes.log" not in out
+    assert sorted(hashes(index_dir)) == ["good", "guide", "latin", "owls"]
+    with PassageStore.open(index_dir) as store:
+        store.verify()  # every passage slices back out of its stored text
+        assert store.get_document("latin").text == LATIN
+        assert store.get_document("guide").text == "Guide\n=====\n\nThe Louvre opened in 1793.\n"
+        assert store.get_document("owls").text == "Snowy Owls\n\nThe snowy owl hunts lemmings."
+
+
+def test_index_with_a_bad_exclude_pattern_is_a_usage_error(tmp_path, tiny_corpus, fake_models):
+    result = cli("index", tiny_corpus, "-i", tmp_path / "index", "--exclude", "!", code=2)
+    assert error_line(result).startswith("error: invalid --exclude pattern '!'")
+    assert not (tmp_path / "index").exists()
+
+
+def test_index_of_a_folder_with_no_document_says_what_it_holds(tmp_path, fake_models):
+    folder = tmp_path / "pics"
+    (folder / "node_modules").mkdir(parents=True)
+    (folder / "a.png").write_bytes(b"PNG")
+    (folder / "node_modules" / "b.txt").write_text("x", encoding="utf-8")
+    line = error_line(cli("index", folder, "-i", tmp_path / "index", code=1))
+    assert f"files in {folder}; 1 file(s) of other formats; 1 excluded" in line

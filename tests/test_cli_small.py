@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_cli_index import fake_models  # noqa: F401 - a fixture, by name
+from test_cli_index import fake_models, widen_output  # noqa: F401 - fake_models: a fixture, by name
 from typer.testing import CliRunner
 
 from qa.cli import app
@@ -70,7 +70,8 @@ def test_cli_names_an_uncached_embedder_without_trying_the_network(tmp_path, tin
     assert "--allow-download" in result.output and "Traceback" not in result.output
 
 
-def test_max_file_mb_from_the_cli(tmp_path, fake_models):  # noqa: F811 - fixture
+def test_max_file_mb_from_the_cli(tmp_path, fake_models, monkeypatch):  # noqa: F811 - fixture
+    widen_output(monkeypatch)
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "small.txt").write_text("The bridge opened in 1932.", encoding="utf-8")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, TINY_DOCS
-from test_cli_index import FAKE, check_citations, cli, error_line, hashes, patch_models, status
+from test_cli_index import FAKE, check_citations, cli, error_line, hashes, patch_models, status, widen_output
 
 import qa.factory
 from qa.indexing import text_digest
@@ -34,6 +34,7 @@ LOCKED = "another qa index is writing"
 
 @pytest.fixture
 def fake_models(monkeypatch):
+    widen_output(monkeypatch)  # the report of files not indexed keeps each one on one line
     return patch_models(monkeypatch)
 
 
@@ -50,14 +51,23 @@ def only_line(stderr: str) -> str:
     return lines[0]
 
 
+def not_indexed(result, path: Path) -> str:
+    """The one report line about ``path`` ("PATH: reason"): on stdout, in the final box, once; none on stderr."""
+    assert result.stderr.strip() == "", result.stderr
+    lines = [line for line in result.stdout.splitlines() if f"{path}: " in line]
+    assert len(lines) == 1, result.stdout
+    return lines[0][lines[0].index(f"{path}: ") :].rstrip(" │")
+
+
 # ---- bad documents ----------------------------------------------------------------------------
 
 BAD_FILES = {
     "empty.txt": (b"", "empty file (0 bytes)"),
     "blank.md": (b"  \n\t\r\n  ", "only whitespace"),
     "picture.txt": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4, "binary content"),
-    "latin1.txt": ("Crème brûlée à la française".encode("latin-1"), "not valid UTF-8 at byte offset 2"),
-    "utf16.txt": ("Hello there".encode("utf-16"), "UTF-16"),
+    "noise.txt": (bytes(range(1, 256)) * 4, "no other text encoding fits"),
+    "utf16.txt": ("Hello there".encode("utf-16-le"), "binary content"),  # no byte-order mark to say so
+    "broken.docx": (b"PK\x03\x04 not really a zip", "cannot read DOCX"),
 }
 
 
@@ -67,8 +77,7 @@ def test_bad_file_is_one_line_and_the_rest_is_indexed(tmp_path, tiny_corpus, fak
     (tiny_corpus / name).write_bytes(data)
 
     result = cli("index", tiny_corpus, "-i", tmp_path / "index")
-    line = only_line(result.stderr)
-    assert line.startswith(f"skipped {tiny_corpus / name}: ") and reason in line
+    assert reason in not_indexed(result, tiny_corpus / name)
     assert sorted(hashes(tmp_path / "index")) == sorted(TINY_DOCS)
 
     stopped = cli("index", tiny_corpus, "-i", tmp_path / "strict", "--on-error", "stop", code=1)
@@ -89,8 +98,8 @@ def test_huge_file_is_refused_by_size_without_being_read(tmp_path, tiny_corpus, 
 
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
     result = cli("index", tiny_corpus, "-i", tmp_path / "index")
-    line = only_line(result.stderr)
-    assert line.startswith(f"skipped {huge}: file too large: 600.0 MB")
+    line = not_indexed(result, huge)
+    assert line.startswith(f"{huge}: file too large: 600.0 MB")
     assert "50 MB limit" in line
     assert len(hashes(tmp_path / "index")) == 4
 
@@ -115,7 +124,7 @@ def test_missing_paths(tmp_path, tiny_corpus, fake_models):
     assert not (tmp_path / "index").exists()
 
     mixed = cli("index", tiny_corpus, nowhere, "-i", tmp_path / "index")
-    assert only_line(mixed.stderr) == f"skipped {nowhere}: no such file or directory"
+    assert not_indexed(mixed, nowhere) == f"{nowhere}: no such file or directory"
     assert len(hashes(tmp_path / "index")) == 4
 
     for command in (["status"], ["ask", "Where?"], ["remove", "paris"]):
