@@ -195,3 +195,9 @@ def model_cache_dir() -> Path:
         return Path(env)
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "qa" / "models"
+
+
+def server_token() -> str | None:
+    """The token `qa serve` requires of clients when none is given: ``QA_TOKEN`` (None when unset or blank)."""
+    token = os.environ.get("QA_TOKEN", "").strip()
+    return token or None
