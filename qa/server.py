@@ -165,6 +165,19 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+#: Swagger UI's files that /docs needs, served from the swagger-ui-bundle package (no CDN).
+SWAGGER_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
+                 "favicon-32x32.png": "image/png"}
+
+
+def _swagger_dir() -> Path | None:
+    try:
+        import swagger_ui_bundle
+    except ImportError:
+        return None
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
 def _web_file(name: str) -> bytes:
     return (resources.files("qa") / "web" / name).read_bytes()
 
@@ -194,7 +207,7 @@ class _Guard:
                             f"{', '.join(sorted(self.allowed_hosts))}")
                 return
         path = scope.get("path", "")
-        if self.token is not None and path not in OPEN_PATHS and not path.startswith("/static/"):
+        if self.token is not None and path not in OPEN_PATHS and not path.startswith(("/static/", "/docs/")):
             scheme, _, credential = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(credential.strip().encode(), self.token):
                 await _send(send, 401, "missing or wrong token: send `Authorization: Bearer TOKEN`",
@@ -313,7 +326,7 @@ def create_app(
         version=__version__,
         description="Ask questions about the indexed documents; get exact answer spans with citations.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # FastAPI's own /docs loads Swagger UI from a CDN: served from the package instead
         redoc_url=None,
     )
     app.state.service = service
@@ -415,6 +428,24 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     @app.get("/", include_in_schema=False)
     async def page() -> Response:
         return Response(_web_file("index.html"), media_type=WEB_FILES["index.html"], headers=_PAGE_HEADERS)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        if _swagger_dir() is None:
+            return Response("<p>Swagger UI is not installed (pip install swagger-ui-bundle); the API is described "
+                            "at <a href='openapi.json'>/openapi.json</a>.</p>", media_type="text/html")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="qa API", swagger_js_url="/docs/swagger-ui-bundle.js",
+            swagger_css_url="/docs/swagger-ui.css", swagger_favicon_url="/docs/favicon-32x32.png")
+
+    @app.get("/docs/{name}", include_in_schema=False)
+    async def docs_file(name: str) -> Response:
+        folder = _swagger_dir()
+        if folder is None or name not in SWAGGER_FILES:
+            raise ApiError(404, f"no file {name!r} here")
+        return Response((folder / name).read_bytes(), media_type=SWAGGER_FILES[name])
 
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str) -> Response:

@@ -126,7 +126,13 @@ def test_healthz_page_and_docs(index_dir):
         assert "innerHTML" not in files["app.js"] and "textContent" in files["app.js"]
         error_of(client.get("/static/index.html"), 404)
         error_of(client.get("/static/server.py"), 404)
-        assert client.get("/docs").status_code == 200
+        docs = client.get("/docs")
+        assert docs.status_code == 200
+        # Swagger UI comes from the package, not a CDN: every script and style the page names is served here
+        assert not re.search(r"(src|href)=['\"]https?://", docs.text), "the /docs page loads from the network"
+        for name in re.findall(r"/docs/([\w.-]+\.(?:js|css))", docs.text):
+            assert client.get(f"/docs/{name}").status_code == 200, name
+        error_of(client.get("/docs/../server.py"), 404)
         paths = client.get("/openapi.json").json()["paths"]
         assert {"/ask", "/documents", "/documents/{doc_id}", "/status", "/healthz"} <= set(paths)
 
