@@ -648,3 +648,24 @@ def test_bm25_stems_english_words(tmp_path):
         assert [h.chunk.doc_id for h in s.search_bm25("growing kelps", 5)] == ["k"]
         # a question of nothing but stop words still searches them
         assert sorted(h.chunk.doc_id for h in s.search_bm25("in the", 5)) == ["k", "z"]
+
+
+def test_stats_survive_a_generation_removed_between_reading_the_manifest_and_its_file(built, monkeypatch):
+    """A reader's stats() must not fail when a writer commits and removes the old FAISS file in between
+    (qa serve answered 500 under eval/load_test.py): the missing file counts as 0 bytes."""
+    import pathlib
+
+    with PassageStore.open(built) as s:
+        gone = built / s.manifest.faiss_file
+        real_stat = pathlib.Path.stat
+
+        def stat_after_removal(self, *a, **kw):
+            if self == gone:
+                raise FileNotFoundError(2, "No such file or directory", str(self))
+            return real_stat(self, *a, **kw)
+
+        real_exists = pathlib.Path.exists
+        monkeypatch.setattr(pathlib.Path, "exists", lambda self, *a, **kw: self == gone or real_exists(self, *a, **kw))
+        monkeypatch.setattr(pathlib.Path, "stat", stat_after_removal)
+        st = s.stats()
+    assert st.faiss_bytes == 0 and st.sqlite_bytes > 0 and st.documents == 3

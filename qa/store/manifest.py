@@ -226,11 +226,18 @@ def _check_chunking(m: Manifest, index_dir: Path, chunk_size: int, chunk_overlap
         )
 
 
+def _file_size(path: Path) -> int:
+    """Bytes in ``path``, 0 if it is absent: a writer may commit a new generation and remove this one at any time."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _index_stats(index_dir: Path, m: Manifest) -> IndexStats:
     """What ``qa index`` reports: the manifest's counts and settings, and the files' sizes now."""
     db = index_dir / DB_NAME
-    sqlite_bytes = sum(p.stat().st_size for p in (db, db.with_name(DB_NAME + "-wal")) if p.exists())
-    faiss_path = index_dir / m.faiss_file
+    sqlite_bytes = _file_size(db) + _file_size(db.with_name(DB_NAME + "-wal"))
     return IndexStats(
         index_dir=str(index_dir),
         documents=m.n_documents,
@@ -241,7 +248,7 @@ def _index_stats(index_dir: Path, m: Manifest) -> IndexStats:
         chunk_overlap=m.chunk_overlap,
         generation=m.generation,
         sqlite_bytes=sqlite_bytes,
-        faiss_bytes=faiss_path.stat().st_size if faiss_path.exists() else 0,
+        faiss_bytes=_file_size(index_dir / m.faiss_file),
         settings=dict(m.settings),
         created_at=m.created_at,
         updated_at=m.updated_at,
