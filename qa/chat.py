@@ -46,6 +46,7 @@ def chat_loop(
     *,
     k: int,
     read: Callable[[str], str] = input,
+    unsure_below: float = 0.0,
 ) -> int:
     """Run the chat until exit, EOF or Ctrl-C; returns the number of questions answered.
 
@@ -54,6 +55,7 @@ def chat_loop(
         console: where to print.
         k: passages handed to the reader at the start.
         read: reads one line given a prompt (input, or a prompt_toolkit session).
+        unsure_below: an answer scoring below this is marked unsure.
     """
     console.print("[bold]qa chat[/bold] — ask about your documents. [dim]:help for commands, exit to leave.[/dim]")
     last: QAResult | None = None
@@ -95,6 +97,6 @@ def chat_loop(
             console.print("(interrupted)")
             continue
         asked += 1
-        console.print(render_result(last))
+        console.print(render_result(last, unsure_below))
     console.print("Bye.")
     return asked

@@ -69,6 +69,11 @@ AllowDownload = Annotated[
     typer.Option("--allow-download", help="Let a --reader/--embedder Hugging Face id that is not in the local cache "
                  "be downloaded (default: fail at once; HF_HUB_OFFLINE=0 allows it too)."),
 ]
+CalibrationOpt = Annotated[
+    str | None,
+    typer.Option("--calibration", help="How answers are scored: auto (the probability the answer is right, from "
+                 "the calibration shipped with the reader), none (the reader's own score), or a calibration file."),
+]
 MinScore = Annotated[
     float | None,
     typer.Option("--min-score", min=0.0, max=1.0, help="Abstain below this answer score. [default: 0.5 or saved]"),
@@ -236,6 +241,7 @@ def ask(
     reader: ReaderOpt = None,
     allow_download: AllowDownload = None,
     runtime: RuntimeOpt = None,
+    calibration: CalibrationOpt = None,
     min_score: MinScore = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     file: Annotated[Path | None, typer.Option(
@@ -254,7 +260,7 @@ def ask(
         _error("give one QUESTION or --file QUESTIONS.txt")
         raise typer.Exit(2)
     settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
-                         allow_download=allow_download, reader_runtime=runtime)
+                         allow_download=allow_download, reader_runtime=runtime, calibration=calibration)
     if file is not None:
         questions = _run(lambda: _read_questions(file))
         failed = _run(lambda: _ask_many(settings, questions, top_k, min_score))
@@ -267,7 +273,7 @@ def ask(
     if as_json:
         _print_json(result.to_dict())
     else:
-        _out().print(render_result(result))
+        _out().print(render_result(result, settings.unsure_below))
 
 
 def _read_questions(path: Path) -> list[tuple[int, str]]:
@@ -347,6 +353,7 @@ def chat(
     reader: ReaderOpt = None,
     allow_download: AllowDownload = None,
     runtime: RuntimeOpt = None,
+    calibration: CalibrationOpt = None,
     min_score: MinScore = None,
 ) -> None:
     """Chat with your documents: ask one question after another (:help inside lists commands)."""
@@ -354,7 +361,7 @@ def chat(
 
     settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
                          allow_download=allow_download,
-                         reader_runtime=runtime)
+                         reader_runtime=runtime, calibration=calibration)
     assistant = _run(lambda: _open_assistant(settings))
     history = Path(assistant.settings.index_dir) / ".chat_history"
     try:
@@ -363,6 +370,7 @@ def chat(
             _out(),
             k=top_k or assistant.settings.passages_k,
             read=prompt_reader(history),
+            unsure_below=assistant.settings.unsure_below,
         ))
     finally:
         assistant.close()
@@ -457,6 +465,7 @@ def eval_(
     reader: ReaderOpt = None,
     allow_download: AllowDownload = None,
     runtime: RuntimeOpt = None,
+    calibration: CalibrationOpt = None,
     min_score: MinScore = None,
     sweep: Annotated[bool, typer.Option(help="Find the no-answer threshold that maximises F1; print the curve.")]
     = False,
@@ -471,13 +480,17 @@ def eval_(
         "--skip-article", help="SQuAD: leave out the questions of this article title (repeat); the corpus "
         "stays whole.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    plot: Annotated[Path | None, typer.Option(
+        help="Draw the score's reliability diagram and the threshold curve into this PNG (needs matplotlib).",
+        dir_okay=False)] = None,
 ) -> None:
-    """Score answers against a gold file: EM, F1, abstention, recall@k, MRR, latency, and why each miss failed."""
+    """Score answers against a gold file: EM, F1, abstention, recall@k, MRR, latency, why each miss failed, and
+    how well the score is calibrated (expected calibration error and a reliability table)."""
     from qa import evaluation, render_eval
 
     settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
                          allow_download=allow_download,
-                         passages_k=top_k, reader_runtime=runtime)
+                         passages_k=top_k, reader_runtime=runtime, calibration=calibration)
     # checked before any work: a typo must not cost an indexing run, or the results at the end
     if mode not in evaluation.MODES:
         _error(f"--mode must be one of {', '.join(evaluation.MODES)}, got {mode!r}")
@@ -498,8 +511,8 @@ def eval_(
         _error("--save-threshold stores the threshold in the index `qa ask` uses, so it needs --mode pipeline "
                "and a JSONL gold file asked against that index")
         raise typer.Exit(2)
-    if mode == "retrieval" and (sweep or min_f1 is not None):
-        _error("--sweep and --min-f1 need the reader; --mode retrieval runs none")
+    if mode == "retrieval" and (sweep or min_f1 is not None or plot is not None):
+        _error("--sweep, --min-f1 and --plot need the reader; --mode retrieval runs none")
         raise typer.Exit(2)
     summary, used_index = _run(lambda: _eval_with_progress(gold, settings, mode, min_score, limit, article,
                                                                  skip_article))
@@ -513,10 +526,17 @@ def eval_(
             _err().print(f"saved min_score={best:.4f} in {used_index}", markup=False)
     if report is not None:
         _run(lambda: evaluation.write_report(summary, report))
+    if plot is not None:
+        from qa.plots import plot_eval
+
+        _run(lambda: plot_eval(summary, plot))
+        _err().print(f"wrote {plot}", markup=False)
     if as_json:
         _print_json(summary.to_dict())
     else:
         _out().print(render_eval.summary_table(summary))
+        if summary.expected_calibration_error is not None:
+            _out().print(render_eval.reliability_table(summary))
         if any(r.label is not None for r in summary.rows):
             _out().print(render_eval.failures_table(summary.rows))
     if min_f1 is not None and summary.f1 is not None and summary.f1 < min_f1:

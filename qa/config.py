@@ -53,6 +53,13 @@ class Settings:
     # 0 scores every passage alike; the top passage (rank 0) is never penalised.
     rank_penalty: float = 1.5
     max_answer_tokens: int = 30
+    # How an answer's score is made (qa.calibration): "auto" uses the calibration fitted for the reader and
+    # shipped in its folder (calibration.json), so the score is the estimated probability that the answer is
+    # right (F1 >= 0.5), and the reader's own score for a reader that has none; "none" always shows the
+    # reader's own score; a path names a calibration file, which must have been fitted for the reader.
+    calibration: str = "auto"
+    # An answer scoring below this is shown as unsure (`qa ask`, `qa chat`).
+    unsure_below: float = 0.7
     reader_max_length: int = 256  # tokens per reader window (question + passage)
     reader_stride: int = 96  # overlap of windows over a passage longer than one window
     # "auto": ONNX Runtime fp32 for a local model folder, else torch; "onnx" (fp32), "onnx-int8"
@@ -87,6 +94,10 @@ class Settings:
             raise ValueError(f"max_answers must be at least 1, got {self.max_answers}")
         if not 0.0 <= self.min_score <= 1.0:
             raise ValueError(f"min_score must be in [0, 1], got {self.min_score}")
+        if not 0.0 <= self.unsure_below <= 1.0:
+            raise ValueError(f"unsure_below must be in [0, 1], got {self.unsure_below}")
+        if not self.calibration:
+            raise ValueError("calibration must be 'auto', 'none' or a path to a calibration file")
         if not self.rank_penalty >= 0 or math.isinf(self.rank_penalty):
             raise ValueError(f"rank_penalty must be a finite number >= 0, got {self.rank_penalty}")
         if self.fusion_depth < 1:

@@ -59,6 +59,10 @@ class ModelLoadError(QAError):
     """A model (embedder or reader) cannot be loaded."""
 
 
+class CalibrationError(QAError):
+    """A calibration file is missing, malformed, or was fitted for another reader."""
+
+
 class TrainingDataError(QAError):
     """The training inputs do not fit the run: no questions to train on, an unknown dev article, or a checkpoint
     left by a run with other settings."""

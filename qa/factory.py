@@ -53,6 +53,19 @@ def models_ready(settings: Settings) -> bool:
     return all(p is None or p.exists() or failed_marker(p).exists() for p in needed)
 
 
+def make_calibrator(settings: Settings, reader):
+    """The calibration of ``reader``'s score the settings name (qa.calibration.find_calibration), or None.
+
+    A reader with no ``path`` (a test's fake) gets none unless the settings name a file.
+    """
+    from qa.calibration import find_calibration
+
+    path = getattr(reader, "path", None)
+    if path is None and settings.calibration == "auto":
+        return None
+    return find_calibration(settings.calibration, path if path is not None else "")
+
+
 def make_reader(settings: Settings):
     """The reader the settings name (the shipped one by default)."""
     from qa.reader import TransformersReader

@@ -86,3 +86,34 @@ def paired_bootstrap(
     tail = (1 - level) / 2
     lo, hi = np.quantile(means, [tail, 1 - tail])
     return float(diff.mean()), float(lo), float(hi)
+
+
+def reliability_bins(
+    pairs: Sequence[tuple[float, bool]], bins: int = 15
+) -> list[tuple[float, float, int, float, float]]:
+    """Equal-width bins of [0, 1] over ``(score, right)`` pairs: ``(low, high, n, mean score, share right)``.
+
+    A score of exactly 1 falls in the last bin; empty bins are listed with n = 0 (mean score and share 0).
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, got {bins}")
+    sums = [[0, 0.0, 0] for _ in range(bins)]
+    for score, right in pairs:
+        if not 0.0 <= score <= 1.0:
+            raise ValueError(f"score {score} is outside [0, 1]")
+        b = min(int(score * bins), bins - 1)
+        sums[b][0] += 1
+        sums[b][1] += score
+        sums[b][2] += bool(right)
+    return [(i / bins, (i + 1) / bins, n, (s / n if n else 0.0), (r / n if n else 0.0))
+            for i, (n, s, r) in enumerate(sums)]
+
+
+def expected_calibration_error(pairs: Sequence[tuple[float, bool]], bins: int = 15) -> float:
+    """ECE: the mean over equal-width bins of |share right - mean score|, weighted by the bin's share of pairs.
+
+    0 is perfectly calibrated (of the answers scored 0.8, 80 % are right). Raises ValueError with no pairs.
+    """
+    if not pairs:
+        raise ValueError("expected_calibration_error needs at least one (score, right) pair")
+    return sum(n * abs(acc - conf) for _, _, n, conf, acc in reliability_bins(pairs, bins)) / len(pairs)

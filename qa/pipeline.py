@@ -21,12 +21,17 @@ MAX_QUESTION_CHARS = 2000
 class Assistant:
     """Answers questions over an index: retrieve passages, then read answer spans out of them."""
 
-    def __init__(self, retriever, reader, settings: Settings, store=None) -> None:
-        """Takes ready-made parts, so tests can pass fakes; see :meth:`open` for the usual way."""
+    def __init__(self, retriever, reader, settings: Settings, store=None, calibrator=None) -> None:
+        """Takes ready-made parts, so tests can pass fakes; see :meth:`open` for the usual way.
+
+        ``calibrator`` (a :class:`qa.calibration.Calibrator`) turns the reader's candidates' scores into the
+        probability that each is right; None shows the reader's own score.
+        """
         self.retriever = retriever
         self.reader = reader
         self.settings = settings
         self.store = store
+        self.calibrator = calibrator
 
     @classmethod
     def open(cls, index_dir: str | Path | None = None, settings: Settings | None = None, **overrides) -> Assistant:
@@ -49,7 +54,8 @@ class Assistant:
             retriever = Retriever(
                 embedder, store, mode=settings.retriever, fusion_depth=settings.fusion_depth, rrf_k=settings.rrf_k
             )
-            return cls(retriever, factory.make_reader(settings), settings, store)
+            reader = factory.make_reader(settings)
+            return cls(retriever, reader, settings, store, factory.make_calibrator(settings, reader))
         except BaseException:
             store.close()
             raise
@@ -68,18 +74,25 @@ class Assistant:
 
     def read(self, question: str, hits: Sequence[Hit], *, max_answers: int | None = None,
              min_score: float | None = None) -> QAResult:
-        """Read answers out of given passages; every answer's citation is checked against its document."""
+        """Read answers out of given passages; every answer's citation is checked against its document.
+
+        The reader proposes candidates, the calibrator (if any) scores them, and those scoring below
+        ``min_score`` are dropped; when none is left, the result abstains and lists them as ``candidates``.
+        """
+        from qa.calibration import CANDIDATES
+
         question = check_question(question)
-        answers = self.reader.read(
-            question,
-            hits,
-            max_answers=self.settings.max_answers if max_answers is None else max_answers,
-            min_score=self.settings.min_score if min_score is None else min_score,
-        )
+        max_answers = self.settings.max_answers if max_answers is None else max_answers
+        min_score = self.settings.min_score if min_score is None else min_score
+        cands = self.reader.read(question, hits, max_answers=max(max_answers, CANDIDATES), min_score=0.0)
+        if self.calibrator is not None:
+            cands = self.calibrator.rescore(question, cands, hits, getattr(self.reader, "rank_penalty", 0.0))
+        answers = [a for a in cands if a.score >= min_score][:max_answers]
+        shown = answers or cands[:max_answers]
         if self.store is not None:
-            for a in answers:
+            for a in shown:
                 a.check(self._current_document(a.doc_id, hits))
-        return QAResult(question, tuple(answers), tuple(hits))
+        return QAResult(question, tuple(answers), tuple(hits), () if answers else tuple(shown))
 
     def _current_document(self, doc_id: str, hits: Sequence[Hit]):
         """The stored document an answer cites; IndexChangedError when a writer removed or changed it since

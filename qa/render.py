@@ -49,22 +49,42 @@ def _shown_path(source: str) -> str:
         return source
 
 
-def render_result(result: QAResult) -> RenderableType:
-    """The best answer with its citation and context, then the runners-up; or the abstention."""
+def render_result(result: QAResult, unsure_below: float = 0.0) -> RenderableType:
+    """The best answer with its citation and context, then the runners-up; or the abstention, with what `qa`
+    would have answered (``result.candidates``). An answer scoring below ``unsure_below`` is marked unsure."""
     if result.abstained:
-        return Text(NO_ANSWER, style="bold yellow")
+        if not result.candidates:
+            return Text(NO_ANSWER, style="bold yellow")
+        best = result.candidates[0]
+        body: list[RenderableType] = [
+            Text(NO_ANSWER, style="bold yellow"),
+            Text.assemble("Best guess, too unlikely to give: ", (best.text, "bold"), "  ",
+                          (f"score {best.score:.2f}", "dim"), "  ", (citation(best), "cyan")),
+        ]
+        body += _others("Other candidates", result.candidates[1:])
+        return Panel(Group(*body), title=escape(result.question), title_align="left", border_style="yellow")
     best = result.answers[0]
-    head = Text.assemble((best.text, "bold green"), "  ", (f"score {best.score:.2f}", "dim"))
-    body: list[RenderableType] = [head, Text(citation(best), style="cyan"), Text(""), answer_in_context(best)]
-    if len(result.answers) > 1:
-        table = Table(title="Other candidates", title_justify="left", show_edge=False, expand=False)
-        table.add_column("answer")
-        table.add_column("score", justify="right")
-        table.add_column("cited span")
-        for a in result.answers[1:]:
-            table.add_row(escape(a.text), f"{a.score:.2f}", escape(citation(a)))
-        body += [Text(""), table]
-    return Panel(Group(*body), title=escape(result.question), title_align="left", border_style="green")
+    unsure = best.score < unsure_below
+    head = Text.assemble((best.text, "bold yellow" if unsure else "bold green"), "  ",
+                         (f"score {best.score:.2f}", "dim"))
+    if unsure:
+        head.append("  unsure: check the cited passage", style="yellow")
+    body = [head, Text(citation(best), style="cyan"), Text(""), answer_in_context(best)]
+    body += _others("Other candidates", result.answers[1:])
+    return Panel(Group(*body), title=escape(result.question), title_align="left",
+                 border_style="yellow" if unsure else "green")
+
+
+def _others(title: str, answers: Sequence[Answer]) -> list[RenderableType]:
+    if not answers:
+        return []
+    table = Table(title=title, title_justify="left", show_edge=False, expand=False)
+    table.add_column("answer")
+    table.add_column("score", justify="right")
+    table.add_column("cited span")
+    for a in answers:
+        table.add_row(escape(a.text), f"{a.score:.2f}", escape(citation(a)))
+    return [Text(""), table]
 
 
 def render_excerpt(ex) -> RenderableType:

@@ -70,6 +70,9 @@ def summary_table(summary: EvalSummary) -> Table:
     table.add_section()
     if summary.reads:
         table.add_row("threshold", format_threshold(summary.threshold), "abstain below this answer score")
+        ece = summary.expected_calibration_error
+        if ece is not None:
+            table.add_row("calibration error", f"{ece:.3f}", "ECE of the best answers' scores (right = F1 >= 0.5)")
     if summary.retriever is not None:
         note = "no reader" if summary.passages_k is None else f"{summary.passages_k} passages to the reader"
         table.add_row("retriever", escape(summary.retriever), note)
@@ -169,4 +172,24 @@ def failures_table(rows: Sequence[QuestionRow], *, limit: int | None = 20) -> Ta
             escape(pred),
             _NONE if r.score is None else f"{r.score:.2f}",
         )
+    return table
+
+
+def reliability_table(summary: EvalSummary) -> Table:
+    """The reliability table: per score bin, how many best answers fell in it, their mean score, and the share
+    that was right (F1 >= 0.5). A calibrated score has the two close; empty bins are left out."""
+    ece = summary.expected_calibration_error
+    title = "Reliability of the score" + ("" if ece is None else f" · expected calibration error {ece:.3f}")
+    table = Table(title=title, title_justify="left")
+    table.add_column("score", justify="left")
+    table.add_column("answers", justify="right")
+    table.add_column("mean score", justify="right")
+    table.add_column("right", justify="right")
+    table.add_column("gap", justify="right")
+    for lo, hi, n, conf, acc in summary.reliability():
+        if n:
+            gap = acc - conf
+            style = "red" if abs(gap) > 0.1 else ""
+            table.add_row(f"{lo:.2f}-{hi:.2f}", str(n), f"{conf:.2f}", f"{acc:.2f}",
+                          f"[{style}]{gap:+.2f}[/]" if style else f"{gap:+.2f}")
     return table

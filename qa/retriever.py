@@ -117,19 +117,21 @@ class Retriever:
         if k == 0:
             return []
         if mode == "bm25":
-            return _hits(self.store.search_bm25(question, k))
+            return _hits(self.store.search_bm25(question, k), dense=False)
         if query_vec is None:
             raise ValueError(f"{mode} retrieval needs the query vector")
         if mode == "dense":
-            return _hits(self.store.search_dense(query_vec, k))
+            return _hits(self.store.search_dense(query_vec, k), dense=True)
         depth = max(self.fusion_depth, k)
         dense = self.store.search_dense(query_vec, depth)
         bm25 = self.store.search_bm25(question, depth)
         found = {c.rowid: c for c in bm25} | {c.rowid: c for c in dense}
         fused = reciprocal_rank_fusion([[c.rowid for c in dense], [c.rowid for c in bm25]], k, self.rrf_k)
         log.debug("hybrid: %d dense + %d bm25 candidates -> %d hits", len(dense), len(bm25), len(fused))
+        cosine = {c.rowid: c.score for c in dense}
+        floor = dense[-1].score if dense else None  # a chunk only BM25 found lies below every dense candidate
         return [
-            Hit(found[rowid].chunk, score, rank, found[rowid].source)
+            Hit(found[rowid].chunk, score, rank, found[rowid].source, cosine.get(rowid, floor))
             for rank, (rowid, score) in enumerate(fused)
         ]
 
@@ -144,8 +146,8 @@ class Retriever:
         return mode
 
 
-def _hits(results: Sequence[ScoredChunk]) -> list[Hit]:
-    return [Hit(r.chunk, r.score, rank, r.source) for rank, r in enumerate(results)]
+def _hits(results: Sequence[ScoredChunk], *, dense: bool) -> list[Hit]:
+    return [Hit(r.chunk, r.score, rank, r.source, r.score if dense else None) for rank, r in enumerate(results)]
 
 
 def _check_mode(mode: str) -> None:

@@ -100,12 +100,18 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """A retrieved chunk with its retrieval score and 0-based rank."""
+    """A retrieved chunk with its retrieval score and 0-based rank.
+
+    ``dense_score`` is the cosine of the question's vector and the chunk's, where retrieval computed it:
+    dense and hybrid search set it (hybrid, for a chunk only BM25 found, to the lowest cosine among the
+    dense candidates, a bound the chunk's own cosine is below); BM25 search leaves it None.
+    """
 
     chunk: Chunk
     score: float
     rank: int
     source: str = ""
+    dense_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``passages`` entry of ``qa ask --json``."""
@@ -118,13 +124,16 @@ class Hit:
             "rank": self.rank,
             "text": self.chunk.text,
             "source": self.source,
+            "dense_score": None if self.dense_score is None else float(self.dense_score),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Hit:
         """Inverse of :meth:`to_dict`."""
         chunk = Chunk(d["chunk_id"], d["doc_id"], int(d["start"]), int(d["end"]), d["text"])
-        return cls(chunk, float(d["score"]), int(d["rank"]), d.get("source", ""))
+        dense = d.get("dense_score")
+        return cls(chunk, float(d["score"]), int(d["rank"]), d.get("source", ""),
+                   None if dense is None else float(dense))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +146,8 @@ class Answer:
     """
 
     text: str
-    score: float  # in [0, 1]: how strongly the reader prefers this span over "no answer"
+    score: float  # in [0, 1]: the estimated probability that the answer is right (qa.calibration), else the reader's
+    #              preference for this span over "no answer" (a reader with no calibration fitted for it)
     doc_id: str
     span: Span
     chunk_id: str
@@ -204,12 +214,14 @@ class Answer:
 class QAResult:
     """The answers to one question, best first, and the passages they came from.
 
-    ``answers == []`` means the reader abstained: the documents do not answer the question.
+    ``answers == []`` means the reader abstained: the documents do not answer the question. ``candidates``
+    then holds what it would have answered, best first, each scoring below the threshold.
     """
 
     question: str
     answers: tuple[Answer, ...]
     hits: tuple[Hit, ...]
+    candidates: tuple[Answer, ...] = ()
 
     @property
     def abstained(self) -> bool:
@@ -227,6 +239,7 @@ class QAResult:
             "question": self.question,
             "abstained": self.abstained,
             "answers": [a.to_dict() for a in self.answers],
+            "candidates": [a.to_dict() for a in self.candidates],
             "passages": [h.to_dict() for h in self.hits],
         }
 
@@ -237,4 +250,5 @@ class QAResult:
             d["question"],
             tuple(Answer.from_dict(a) for a in d["answers"]),
             tuple(Hit.from_dict(h) for h in d["passages"]),
+            tuple(Answer.from_dict(a) for a in d.get("candidates", ())),
         )

@@ -7,10 +7,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from qa.errors import QAError
-from qa.metrics import percentile
+from qa.metrics import expected_calibration_error, percentile, reliability_bins
 from qa.scoring import QuestionRow, mean_reciprocal_rank, recall_at_k
 
-__all__ = ["FAILURE_LABELS", "RECALL_KS", "RETRIEVING_MODES", "EvalSummary", "best_threshold", "sweep_thresholds"]
+__all__ = [
+    "CALIBRATION_BINS",
+    "FAILURE_LABELS",
+    "RECALL_KS",
+    "RETRIEVING_MODES",
+    "EvalSummary",
+    "best_threshold",
+    "sweep_thresholds",
+]
 
 #: Modes that retrieve, so recall@k and MRR are measured.
 RETRIEVING_MODES = ("pipeline", "retrieval")
@@ -18,6 +26,8 @@ RETRIEVING_MODES = ("pipeline", "retrieval")
 RECALL_KS = (1, 5, 20)
 #: Why a wrong question (EM 0) went wrong; see :func:`qa.scoring.failure_label`.
 FAILURE_LABELS = ("retrieval_miss", "reader_miss", "false_abstention", "false_answer")
+#: Equal-width bins of the reliability table and the expected calibration error.
+CALIBRATION_BINS = 15
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -153,6 +163,23 @@ class EvalSummary:
                 counts[r.label] += 1
         return counts
 
+    @property
+    def calibration_pairs(self) -> list[tuple[float, bool]]:
+        """``(score, right)`` of every question's best answer, given or abstained on; right = F1 >= 0.5 against
+        a gold answer (never, for an unanswerable question). Empty in retrieval mode."""
+        return [(r.score, bool(r.gold) and (r.answered_f1 or 0.0) >= 0.5)
+                for r in self.rows if r.was_read and r.score is not None]
+
+    @property
+    def expected_calibration_error(self) -> float | None:
+        """ECE of the best answers' scores over :data:`CALIBRATION_BINS` bins; None when nothing was scored."""
+        pairs = self.calibration_pairs
+        return expected_calibration_error(pairs, CALIBRATION_BINS) if pairs else None
+
+    def reliability(self) -> list[tuple[float, float, int, float, float]]:
+        """``(low, high, n, mean score, share right)`` per score bin (see :func:`qa.metrics.reliability_bins`)."""
+        return reliability_bins(self.calibration_pairs, CALIBRATION_BINS)
+
     def with_threshold(self, threshold: float) -> EvalSummary:
         """The same run re-scored at another abstention threshold (no model calls)."""
         _check_threshold(threshold)
@@ -182,6 +209,13 @@ class EvalSummary:
             "mrr": _round(self.mrr, 4),
             "latency_ms": {"p50": _round(self.latency_p50_ms, 1), "p95": _round(self.latency_p95_ms, 1)},
             "failures": self.failures,
+        }
+        ece = self.expected_calibration_error
+        d["calibration"] = None if ece is None else {
+            "right": "f1>=0.5",
+            "ece": round(ece, 4),
+            "bins": [{"low": round(lo, 4), "high": round(hi, 4), "n": n, "mean_score": round(conf, 4),
+                      "right": round(acc, 4)} for lo, hi, n, conf, acc in self.reliability()],
         }
         if rows:
             d["rows"] = [r.to_dict() for r in self.rows]

@@ -51,7 +51,7 @@ def test_ask_json_with_any_reader(seed_index, tiny_reader):
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"question", "abstained", "answers", "passages"}
+    assert set(data) == {"question", "abstained", "answers", "candidates", "passages"}
     text = (SEEDS / "isis-k-moscow-attack.txt").read_text(encoding="utf-8")
     assert data["answers"] and data["passages"]  # --min-score 0: the tiny reader always answers
     for a in data["answers"]:

@@ -61,7 +61,7 @@ def test_ask_cites_exact_spans(fake_index):
     assert best.context[best.context_span.start : best.context_span.end] == best.text
     assert len(result.hits) <= 2
     data = result.to_dict()
-    assert set(data) == {"question", "abstained", "answers", "passages"}
+    assert set(data) == {"question", "abstained", "answers", "candidates", "passages"}
     assert set(data["answers"][0]) >= {"text", "score", "doc_id", "source", "start", "end", "context"}
     assert set(data["passages"][0]) >= {"doc_id", "start", "end", "score"}
     assert QAResult.from_dict(json.loads(json.dumps(data))) == result

@@ -67,7 +67,7 @@ def test_ask_returns_the_qa_ask_json_object(index_dir):
             assert data == assistant.ask(WALL).to_dict()  # exactly `qa ask --json`
         finally:
             assistant.close()
-        assert set(data) == {"question", "abstained", "answers", "passages"}
+        assert set(data) == {"question", "abstained", "answers", "candidates", "passages"}
         best = data["answers"][0]
         assert best["text"] == "1989" and best["doc_id"] == "berlin"
         assert TINY_DOCS["berlin"][best["start"] : best["end"]] == "1989"

@@ -1,0 +1,283 @@
+"""Fit the calibration of a reader's score (qa.calibration) on questions whose answer is, or is not, in the index.
+
+Two steps, so the slow one (asking) is done once and the fit can be redone in a second:
+
+    # 1. ask questions end to end, with the reader's own score, and keep every candidate and passage
+    python eval/fit_calibration.py collect ../shared/data/squad/squad11-train.json --out runs/cal/train.jsonl \\
+        --articles 40 --asked 20 --per-article 12 --conditions inside,outside,absent --seed 7
+    # the dev figures: all questions of named articles, against an index of every article of the file
+    python eval/fit_calibration.py collect ../shared/data/squad/squad11-dev-train.json --out runs/cal/dev11.jsonl \\
+        --ask Steam_engine --ask Packet_switching --ask Immune_system --ask Imperialism --conditions inside,outside
+    # 2. fit on the first, write the calibration next to the reader's weights
+    python eval/fit_calibration.py fit runs/cal/train.jsonl --out qa/models/reader/calibration.json
+    # 3. report on records no choice was made on
+    python eval/fit_calibration.py report runs/cal/dev11.jsonl --calibration qa/models/reader/calibration.json
+
+Conditions of `collect`: ``inside`` asks against an index of all chosen articles; ``outside`` against the same
+index without the asked articles (the right output is to abstain); ``absent`` against the chosen articles with
+the paragraphs the questions were drawn from cut out (the topic is there, the answer mostly not). Each record
+is one question in one condition: its gold answers and the ``qa ask --json`` object of the reader's candidates
+(no threshold, no calibration). An answer is right when its F1 against the gold answers is >= 0.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from qa.calibration import CANDIDATES, FEATURES, LABEL, Calibrator, evidence, weights_digest  # noqa: E402
+from qa.config import Settings  # noqa: E402
+from qa.errors import QAError  # noqa: E402
+from qa.metrics import f1_score, max_over_gold  # noqa: E402
+from qa.schema import Document, QAResult  # noqa: E402
+from qa.squad import load_squad  # noqa: E402
+
+CONDITIONS = ("inside", "outside", "absent")
+
+
+def choose(articles, *, n_articles: int, n_asked: int, per_article: int, seed: int, ask: list[str]):
+    """(corpus articles, {title: [(paragraph index, question)]}) of a seeded draw, or of the named articles."""
+    rng = random.Random(seed)
+    if ask:
+        titles = {a.title for a in articles}
+        unknown = [t for t in ask if t not in titles]
+        if unknown:
+            raise QAError(f"no article titled {', '.join(map(repr, unknown))}")
+        corpus = articles
+        asked = {a.title: [(i, q) for i, p in enumerate(a.paragraphs) for q in p.questions]
+                 for a in articles if a.title in ask}
+        return corpus, asked
+    pool = [a for a in articles if len(a.paragraphs) >= per_article]
+    if len(pool) < n_articles:
+        raise QAError(f"only {len(pool)} articles have {per_article} paragraphs; ask for fewer")
+    corpus = rng.sample(pool, n_articles)
+    asked = {}
+    for a in corpus[:n_asked]:
+        paras = rng.sample([i for i, p in enumerate(a.paragraphs) if p.questions], per_article)
+        asked[a.title] = [(i, rng.choice(a.paragraphs[i].questions)) for i in sorted(paras)]
+    return corpus, asked
+
+
+def documents(corpus, cut: dict[str, set[int]] | None = None) -> list[Document]:
+    """One document per article, paragraphs joined by a blank line; ``cut`` drops paragraphs by index."""
+    cut = cut or {}
+    return [Document(a.title, "\n\n".join(p.context for i, p in enumerate(a.paragraphs)
+                                          if i not in cut.get(a.title, ())), title=a.title) for a in corpus]
+
+
+def build_indexes(corpus, asked, conditions, work: Path, settings: Settings) -> dict[str, Path]:
+    """The index of each condition, built once under ``work`` (outside and absent start from a copy of inside)."""
+    from qa.indexing import index_documents, remove_documents
+
+    dirs = {}
+    inside = work / "inside"
+    if not (inside / "index.sqlite").exists():
+        index_documents(documents(corpus), inside, settings=settings)
+    dirs["inside"] = inside
+    if "outside" in conditions:
+        d = work / "outside"
+        if not (d / "index.sqlite").exists():
+            shutil.copytree(inside, work / "outside.tmp", dirs_exist_ok=True)
+            remove_documents(list(asked), work / "outside.tmp")
+            (work / "outside.tmp").rename(d)
+        dirs["outside"] = d
+    if "absent" in conditions:
+        d = work / "absent"
+        if not (d / "index.sqlite").exists():
+            shutil.copytree(inside, work / "absent.tmp", dirs_exist_ok=True)
+            cut = {t: {i for i, _ in qs} for t, qs in asked.items()}
+            index_documents([doc for doc in documents(corpus, cut) if doc.doc_id in asked], work / "absent.tmp",
+                            settings=settings)
+            (work / "absent.tmp").rename(d)
+        dirs["absent"] = d
+    return dirs
+
+
+def collect(args) -> int:
+    from rich.progress import track
+
+    from qa.pipeline import Assistant
+
+    conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
+    bad = [c for c in conditions if c not in CONDITIONS]
+    if bad:
+        raise QAError(f"unknown condition(s) {', '.join(bad)}; choose from {', '.join(CONDITIONS)}")
+    articles = [a for a in load_squad(args.squad) if a.paragraphs]
+    corpus, asked = choose(articles, n_articles=args.articles, n_asked=args.asked, per_article=args.per_article,
+                           seed=args.seed, ask=args.ask)
+    settings = Settings.from_env(reader=args.reader, threads=args.threads, calibration="none")
+    work = args.work / f"{args.squad.stem}-{'-'.join(sorted(asked))[:60]}-{len(corpus)}-s{args.seed}"
+    dirs = build_indexes(corpus, asked, conditions, work, settings)
+    done = set()
+    if args.out.exists():  # resume: skip what is written
+        for line in args.out.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            done.add((r["condition"], r["qid"]))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("a", encoding="utf-8") as out:
+        for cond in conditions:
+            assistant = Assistant.open(dirs[cond], settings)
+            try:
+                todo = [(t, q) for t, qs in asked.items() for _, q in qs if (cond, q.qid) not in done]
+                for title, q in track(todo, description=cond):
+                    t0 = time.perf_counter()
+                    result = assistant.ask(q.question, max_answers=CANDIDATES, min_score=0.0)
+                    out.write(json.dumps({
+                        "condition": cond, "article": title, "qid": q.qid, "question": q.question,
+                        "gold": list(q.answers), "rank_penalty": assistant.reader.rank_penalty,
+                        "seconds": round(time.perf_counter() - t0, 4), "result": result.to_dict(),
+                    }) + "\n")
+                    out.flush()
+            finally:
+                assistant.close()
+    print(f"{args.out}: {len(conditions)} condition(s) x {sum(map(len, asked.values()))} questions")
+    return 0
+
+
+def read_records(paths: list[Path]) -> list[dict]:
+    rows = []
+    for p in paths:
+        rows += [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows:
+        raise QAError(f"no records in {', '.join(map(str, paths))}")
+    return rows
+
+
+def is_right(prediction: str, gold: list[str]) -> bool:
+    """The label of the calibration: F1 >= 0.5 against a gold answer (never right when there is none)."""
+    return bool(gold) and max_over_gold(f1_score, prediction, gold) >= 0.5
+
+
+def candidate_rows(record: dict):
+    """(features, label) of each of a record's candidates."""
+    res = QAResult.from_dict(record["result"])
+    evs = evidence(record["question"], res.answers, res.hits, record["rank_penalty"])
+    return [(ev.values, is_right(a.text, record["gold"])) for a, ev in zip(res.answers, evs, strict=True)]
+
+
+def fit_calibrator(records: list[dict], *, reader_sha256: str, info: dict, c: float = 1.0) -> Calibrator:
+    """A logistic regression over every candidate of every record (scikit-learn), standardized."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    xs, ys = [], []
+    for r in records:
+        for values, label in candidate_rows(r):
+            xs.append(values)
+            ys.append(label)
+    x = np.array([[np.nan if v is None else v for v in row] for row in xs], dtype=np.float64)
+    mean = np.nanmean(x, axis=0)
+    x = np.where(np.isnan(x), mean, x)
+    scale = x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    y = np.array(ys, dtype=int)
+    if len(set(ys)) < 2:
+        raise QAError("the records hold only right or only wrong candidates: nothing to fit")
+    model = LogisticRegression(C=c, max_iter=2000).fit((x - mean) / scale, y)
+    return Calibrator(tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, model.coef_[0])),
+                      float(model.intercept_[0]), reader_sha256,
+                      {**info, "candidates": len(ys), "right": int(y.sum()), "label": LABEL, "C": c})
+
+
+def fit(args) -> int:
+    records = read_records(args.records)
+    reader = args.reader or str(Settings().reader_path)
+    digest = weights_digest(reader)
+    if digest is None:
+        raise QAError(f"reader {reader}: no local weights file to tie the calibration to")
+    info = {"reader": args.reader_name or Path(reader).name, "records": [p.name for p in args.records],
+            "questions": len(records), "fitted": time.strftime("%Y-%m-%d")}
+    cal = fit_calibrator(records, reader_sha256=digest, info=info, c=args.c)
+    cal.save(args.out)
+    print(f"{args.out}: fitted on {cal.info['candidates']} candidates of {len(records)} questions "
+          f"({cal.info['right']} right)")
+    for name, w in sorted(zip(FEATURES, cal.coef, strict=True), key=lambda t: -abs(t[1])):
+        print(f"  {name:20s} {w:+.3f}")
+    return 0
+
+
+def shown(record: dict, cal: Calibrator | None):
+    """(best answer text or None, its score) as `qa ask` would show them with ``cal`` (None: the reader's)."""
+    res = QAResult.from_dict(record["result"])
+    answers = list(res.answers)
+    if cal is not None and answers:
+        answers = cal.rescore(record["question"], answers, res.hits, record["rank_penalty"])
+    return (answers[0].text, answers[0].score) if answers else (None, 0.0)
+
+
+def report(args) -> int:
+    from qa.metrics import expected_calibration_error
+
+    records = read_records(args.records)
+    cal = Calibrator.load(args.calibration) if args.calibration else None
+    by_cond: dict[str, list] = {}
+    for r in records:
+        cond = r["condition"] if r["gold"] else f"{r['condition']} (unanswerable)"
+        by_cond.setdefault(cond, []).append((r, *shown(r, cal)))
+    name = args.calibration or "reader's own score"
+    print(f"{len(records)} records; score: {name}; right = {LABEL}\n")
+    print("| condition | questions | F1 never abstaining | F1 at threshold | abstained | ECE (15 bins) |")
+    print("|---|---|---|---|---|---|")
+    pairs_all = []
+    for cond, rows in by_cond.items():
+        f1_all = f1_kept = 0.0
+        abst = 0
+        pairs = []
+        for r, text, score in rows:
+            f1 = max_over_gold(f1_score, text, r["gold"]) if (text and r["gold"]) else 0.0
+            f1_all += f1
+            if score >= args.threshold:
+                f1_kept += f1
+            else:
+                abst += 1
+            pairs.append((score, is_right(text or "", r["gold"])))
+        pairs_all += pairs
+        n = len(rows)
+        print(f"| {cond} | {n} | {100 * f1_all / n:.1f} | {100 * f1_kept / n:.1f} | {100 * abst / n:.1f} % "
+              f"| {expected_calibration_error(pairs, 15):.3f} |")
+    print(f"\nall records: ECE {expected_calibration_error(pairs_all, 15):.3f} at threshold {args.threshold}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="step", required=True)
+    c = sub.add_parser("collect", help="ask questions and keep every candidate (slow)")
+    c.add_argument("squad", type=Path)
+    c.add_argument("--out", type=Path, required=True, help="records file (JSONL; appended to, so a run resumes)")
+    c.add_argument("--ask", action="append", default=[], help="ask every question of this article (repeat)")
+    c.add_argument("--articles", type=int, default=40, help="articles drawn for the index")
+    c.add_argument("--asked", type=int, default=20, help="of which this many are asked about")
+    c.add_argument("--per-article", type=int, default=12, help="paragraphs (one question each) per asked article")
+    c.add_argument("--conditions", default="inside,outside,absent")
+    c.add_argument("--seed", type=int, default=7)
+    c.add_argument("--reader", default=None, help="reader folder (default: the shipped one)")
+    c.add_argument("--threads", type=int, default=None)
+    c.add_argument("--work", type=Path, default=Path("runs/calibration"), help="folder for the indexes")
+    f = sub.add_parser("fit", help="fit a calibration on records")
+    f.add_argument("records", type=Path, nargs="+")
+    f.add_argument("--out", type=Path, required=True)
+    f.add_argument("--reader", default=None, help="reader folder it is for (default: the shipped one)")
+    f.add_argument("--reader-name", default=None, help="name recorded for the reader (e.g. 'qa reader v4')")
+    f.add_argument("-C", dest="c", type=float, default=1.0, help="inverse regularization strength")
+    r = sub.add_parser("report", help="abstention, F1 and calibration error on records")
+    r.add_argument("records", type=Path, nargs="+")
+    r.add_argument("--calibration", default=None, help="calibration file (default: the reader's own score)")
+    r.add_argument("--threshold", type=float, default=0.5)
+    args = ap.parse_args(argv)
+    try:
+        return {"collect": collect, "fit": fit, "report": report}[args.step](args)
+    except QAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
