@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import shutil
 import sys
@@ -246,6 +247,34 @@ def report(args) -> int:
     return 0
 
 
+PENALTIES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
+
+
+def penalty(args) -> int:
+    """F1 of the reader's best candidate, never abstaining, when its raw margins are re-ranked with each
+    rank_penalty (records of answerable questions asked where their article is indexed). The candidates are
+    the collect run's five best under its own penalty, so a far-off penalty is approximate."""
+    def margin(a, rank: int, used: float) -> float:  # unclipped, unlike the calibration's feature
+        q = min(max(a.score, 1e-12), 1 - 1e-12)
+        return math.log(q / (1 - q)) + used * math.log1p(rank)
+
+    records = [r for r in read_records(args.records) if r["gold"] and r["condition"] == "inside"]
+    if not records:
+        raise QAError("no answerable records of the inside condition")
+    print(f"{len(records)} answerable questions, inside; F1 of the best candidate, never abstaining\n")
+    print("| rank_penalty | F1 |\n|---|---|")
+    for pen in PENALTIES:
+        total = 0.0
+        for r in records:
+            res = QAResult.from_dict(r["result"])
+            ranks = {h.chunk.chunk_id: h.rank for h in res.hits}
+            best = max(res.answers, default=None, key=lambda a: margin(
+                a, ranks[a.chunk_id], r["rank_penalty"]) - pen * math.log1p(ranks[a.chunk_id]))
+            total += max_over_gold(f1_score, best.text, r["gold"]) if best else 0.0
+        print(f"| {pen} | {100 * total / len(records):.2f} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="step", required=True)
@@ -271,9 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("records", type=Path, nargs="+")
     r.add_argument("--calibration", default=None, help="calibration file (default: the reader's own score)")
     r.add_argument("--threshold", type=float, default=0.5)
+    pp = sub.add_parser("penalty", help="F1 of the best candidate by rank_penalty (choose it on tune records)")
+    pp.add_argument("records", type=Path, nargs="+")
     args = ap.parse_args(argv)
     try:
-        return {"collect": collect, "fit": fit, "report": report}[args.step](args)
+        return {"collect": collect, "fit": fit, "report": report, "penalty": penalty}[args.step](args)
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

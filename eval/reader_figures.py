@@ -171,10 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", default="gold,tune,e2e,seed")
     ap.add_argument("--rank-penalty", type=float, default=None, help="for e2e and seed (default: the tune step's)")
     ap.add_argument("--min-score", type=float, default=None, help="for e2e and seed (default: the tune step's)")
+    ap.add_argument("--threads", type=int, default=None, help="reader and embedder threads (default: every core)")
     args = ap.parse_args(argv)
     out = args.out / args.name
     out.mkdir(parents=True, exist_ok=True)
-    settings = Settings(reader=str(Path(args.reader).resolve()))
+    settings = Settings(reader=str(Path(args.reader).resolve()), threads=args.threads)
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     results_path = out / "figures.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}

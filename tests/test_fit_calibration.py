@@ -1,0 +1,99 @@
+"""eval/fit_calibration.py: fitting a calibration on records, tying it to the reader, and its report (no models)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from qa.calibration import FEATURES, Calibrator, weights_digest
+from qa.schema import Answer, Chunk, Hit, QAResult, Span
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("fit_calibration", ROOT / "eval" / "fit_calibration.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _record(i: int, *, right: bool, condition: str, rng: random.Random) -> dict:
+    """A question whose best candidate is right (high margin, the index close to the question) or not."""
+    text = f"The tower number {i} was finished in {1800 + i} by the builders of the city."
+    cosine = rng.uniform(0.55, 0.8) if condition == "inside" else rng.uniform(0.1, 0.35)
+    hit = Hit(Chunk(f"d{i}#0", f"d{i}", 0, len(text), text), 1.0, 0, "", cosine)
+    s = text.index(str(1800 + i)) if right else text.index("builders")
+    e = s + (4 if right else len("builders"))
+    score = rng.uniform(0.8, 0.99) if right else rng.uniform(0.3, 0.9)
+    ans = Answer(text[s:e], score, hit.chunk.doc_id, Span(s, e), hit.chunk.chunk_id, text, Span(s, e), "")
+    gold = [str(1800 + i)] if condition == "inside" else []
+    result = QAResult(f"When was tower number {i} finished?", (ans,), (hit,))
+    return {"condition": condition, "article": "a", "qid": f"q{i}", "question": result.question, "gold": gold,
+            "rank_penalty": 1.5, "seconds": 0.1, "result": result.to_dict()}
+
+
+@pytest.fixture
+def records(tmp_path) -> Path:
+    rng = random.Random(3)
+    rows = [_record(i, right=i % 3 != 0, condition="inside", rng=rng) for i in range(60)]
+    rows += [_record(100 + i, right=False, condition="outside", rng=rng) for i in range(40)]
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_fit_writes_a_calibration_tied_to_the_reader(records, tmp_path, capsys):
+    mod = _module()
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    (reader / "model.safetensors").write_bytes(b"reader weights")
+    out = tmp_path / "calibration.json"
+    assert mod.main(["fit", str(records), "--out", str(out), "--reader", str(reader), "--reader-name", "test v1"]) == 0
+    cal = Calibrator.load(out, reader)  # loads for the reader it was fitted for
+    assert cal.reader_sha256 == weights_digest(reader) and cal.info["reader"] == "test v1"
+    coef = dict(zip(FEATURES, cal.coef, strict=True))
+    assert coef["top_cosine"] > 0  # outside questions (far from the index) are wrong
+    assert "fitted on" in capsys.readouterr().out
+
+
+def test_report_prints_abstention_and_calibration_per_condition(records, tmp_path, capsys):
+    mod = _module()
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    (reader / "model.safetensors").write_bytes(b"reader weights")
+    out = tmp_path / "calibration.json"
+    mod.main(["fit", str(records), "--out", str(out), "--reader", str(reader)])
+    capsys.readouterr()
+    assert mod.main(["report", str(records)]) == 0
+    raw = capsys.readouterr().out
+    assert mod.main(["report", str(records), "--calibration", str(out)]) == 0
+    calibrated = capsys.readouterr().out
+    for text in (raw, calibrated):
+        assert "| inside | 60 |" in text and "| outside (unanswerable) | 40 |" in text and "ECE" in text
+
+    def abstained(text: str, cond: str) -> float:
+        line = next(x for x in text.splitlines() if x.startswith(f"| {cond} |"))
+        return float(line.split("|")[5].strip().rstrip(" %"))
+
+    # the reader answers every outside question (scores 0.3-0.9); the calibration abstains on most of them
+    assert abstained(calibrated, "outside (unanswerable)") > abstained(raw, "outside (unanswerable)")
+    assert mod.main(["penalty", str(records)]) == 0
+    assert "| 1.5 |" in capsys.readouterr().out
+
+
+def test_fit_refuses_records_with_one_label(tmp_path, capsys):
+    mod = _module()
+    rng = random.Random(1)
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(_record(i, right=False, condition="outside", rng=rng)) + "\n"
+                            for i in range(5)), encoding="utf-8")
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    (reader / "model.safetensors").write_bytes(b"w")
+    assert mod.main(["fit", str(path), "--out", str(tmp_path / "c.json"), "--reader", str(reader)]) == 1
+    assert "nothing to fit" in capsys.readouterr().err
