@@ -142,6 +142,17 @@ def test_web_files_are_package_data():
     assert '"web/*"' in text
 
 
+def test_the_page_marks_unsure_answers_at_the_settings_threshold():
+    import re
+
+    from qa.config import Settings
+
+    js = (Path(__file__).resolve().parents[1] / "qa" / "web" / "app.js").read_text(encoding="utf-8")
+    m = re.search(r"const UNSURE_BELOW = ([0-9.]+);", js)
+    assert m and float(m.group(1)) == Settings().unsure_below  # one default, written twice: kept equal here
+    assert "data.candidates" in js  # an abstained answer shows the best guess
+
+
 # ---- errors --------------------------------------------------------------------------------------
 
 

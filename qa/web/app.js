@@ -56,6 +56,9 @@
     return frag;
   }
 
+  // An answer scoring below this is marked unsure (Settings.unsure_below).
+  const UNSURE_BELOW = 0.7;
+
   function score(x) {
     return x.toFixed(2);
   }
@@ -151,6 +154,15 @@
     best.append(question);
     if (data.abstained || data.answers.length === 0) {
       best.append(el("p", "abstain", "No answer in these documents"));
+      const guess = (data.candidates || [])[0];
+      if (guess) {
+        const meta = el("p", "meta");
+        meta.append(el("span", "hint", "Best guess, too unlikely to give: "));
+        meta.append(el("span", "runner-text", guess.text));
+        meta.append(citation(guess.doc_id, guess.start, guess.end));
+        meta.append(el("span", "score", "score " + score(guess.score)));
+        best.append(meta);
+      }
       best.append(el("p", "hint", "The passages below came closest; none held an answer the reader trusts."));
     } else {
       const a = data.answers[0];
@@ -161,6 +173,9 @@
       const meta = el("p", "meta");
       meta.append(citation(a.doc_id, a.start, a.end));
       meta.append(el("span", "score", "score " + score(a.score)));
+      if (a.score < UNSURE_BELOW) {
+        meta.append(el("span", "unsure", "unsure: check the cited passage"));
+      }
       best.append(meta);
     }
     const others = data.answers.slice(1);
