@@ -12,6 +12,9 @@ Two steps, so the slow one (asking) is done once and the fit can be redone in a 
     python eval/fit_calibration.py fit runs/cal/train.jsonl --out qa/models/reader/calibration.json
     # 3. report on records no choice was made on
     python eval/fit_calibration.py report runs/cal/dev11.jsonl --calibration qa/models/reader/calibration.json
+    # two readers on the same questions (paired bootstrap); rank_penalty by re-ranking tune records
+    python eval/fit_calibration.py compare runs/cal/v4-dev11.jsonl runs/cal/dev11.jsonl --calibration-b CAL.json
+    python eval/fit_calibration.py penalty runs/cal/tune.jsonl
 
 Conditions of `collect`: ``inside`` asks against an index of all chosen articles; ``outside`` against the same
 index without the asked articles (the right output is to abstain); ``absent`` against the chosen articles with
@@ -247,6 +250,34 @@ def report(args) -> int:
     return 0
 
 
+def compare(args) -> int:
+    """Two readers' records of the same questions, paired: F1 of the answer each shows (never abstaining, and at
+    the threshold), and the paired bootstrap interval of B - A."""
+    from qa.metrics import paired_bootstrap
+
+    sides = []
+    for path, cal_path in ((args.a, args.calibration_a), (args.b, args.calibration_b)):
+        cal = Calibrator.load(cal_path) if cal_path else None
+        rows = {}
+        for r in read_records([path]):
+            text, score = shown(r, cal)
+            f1 = max_over_gold(f1_score, text, r["gold"]) if (text and r["gold"]) else float(not r["gold"])
+            kept = f1 if (text and score >= args.threshold) else float(not r["gold"])
+            rows[(r["condition"], r["qid"])] = (f1 if text else 0.0, kept)
+        sides.append(rows)
+    keys = sorted(set(sides[0]) & set(sides[1]))
+    if not keys:
+        raise QAError("the two record files share no (condition, question)")
+    print(f"{len(keys)} questions in both; B - A with its 95 % paired bootstrap interval\n")
+    print("| F1 | A | B | B - A | interval |\n|---|---|---|---|---|")
+    for i, what in enumerate(("never abstaining", f"at threshold {args.threshold}")):
+        a = [100 * sides[0][k][i] for k in keys]
+        b = [100 * sides[1][k][i] for k in keys]
+        diff, lo, hi = paired_bootstrap(a, b)
+        print(f"| {what} | {sum(a) / len(a):.2f} | {sum(b) / len(b):.2f} | {diff:+.2f} | {lo:+.2f}..{hi:+.2f} |")
+    return 0
+
+
 PENALTIES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
 
 
@@ -302,9 +333,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--threshold", type=float, default=0.5)
     pp = sub.add_parser("penalty", help="F1 of the best candidate by rank_penalty (choose it on tune records)")
     pp.add_argument("records", type=Path, nargs="+")
+    cp = sub.add_parser("compare", help="two readers' records of the same questions, paired bootstrap")
+    cp.add_argument("a", type=Path)
+    cp.add_argument("b", type=Path)
+    cp.add_argument("--calibration-a", default=None, help="calibration of A (default: its reader's own score)")
+    cp.add_argument("--calibration-b", default=None, help="calibration of B (default: its reader's own score)")
+    cp.add_argument("--threshold", type=float, default=0.5)
     args = ap.parse_args(argv)
     try:
-        return {"collect": collect, "fit": fit, "report": report, "penalty": penalty}[args.step](args)
+        steps = {"collect": collect, "fit": fit, "report": report, "penalty": penalty, "compare": compare}
+        return steps[args.step](args)
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

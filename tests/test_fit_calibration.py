@@ -84,6 +84,12 @@ def test_report_prints_abstention_and_calibration_per_condition(records, tmp_pat
     assert abstained(calibrated, "outside (unanswerable)") > abstained(raw, "outside (unanswerable)")
     assert mod.main(["penalty", str(records)]) == 0
     assert "| 1.5 |" in capsys.readouterr().out
+    # the same reader with and without its calibration, paired: the answers it gives change, the questions do not
+    assert mod.main(["compare", str(records), str(records), "--calibration-b", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "100 questions in both" in table
+    never = next(x for x in table.splitlines() if x.startswith("| never abstaining"))
+    assert never.split("|")[2].strip() == never.split("|")[3].strip()  # one candidate each: same best answer
 
 
 def test_fit_refuses_records_with_one_label(tmp_path, capsys):
