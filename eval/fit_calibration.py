@@ -32,6 +32,7 @@ import random
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -198,13 +199,44 @@ def fit(args) -> int:
         raise QAError(f"reader {reader}: no local weights file to tie the calibration to")
     info = {"reader": args.reader_name or Path(reader).name, "records": [p.name for p in args.records],
             "questions": len(records), "fitted": time.strftime("%Y-%m-%d")}
-    cal = fit_calibrator(records, reader_sha256=digest, info=info, c=args.c)
+    min_score = None
+    if args.hold_out:
+        min_score, note = choose_threshold(records, args.hold_out, args.outside_abstention, args.c, args.seed)
+        info["min_score_choice"] = note
+        print(note)
+    cal = replace(fit_calibrator(records, reader_sha256=digest, info=info, c=args.c), min_score=min_score)
     cal.save(args.out)
     print(f"{args.out}: fitted on {cal.info['candidates']} candidates of {len(records)} questions "
-          f"({cal.info['right']} right)")
+          f"({cal.info['right']} right); min_score {min_score}")
     for name, w in sorted(zip(FEATURES, cal.coef, strict=True), key=lambda t: -abs(t[1])):
         print(f"  {name:20s} {w:+.3f}")
     return 0
+
+
+def choose_threshold(records: list[dict], hold_out: int, abstention: float, c: float, seed: int) -> tuple[float, str]:
+    """The default abstention threshold of a calibration: fitted without ``hold_out`` asked articles (a seeded
+    draw), the lowest score at which it abstains on ``abstention`` of those articles' ``outside`` questions."""
+    titles = sorted({r["article"] for r in records})
+    if len(titles) <= hold_out:
+        raise QAError(f"only {len(titles)} articles in the records; hold out fewer than that")
+    held = set(random.Random(seed).sample(titles, hold_out))
+    cal = fit_calibrator([r for r in records if r["article"] not in held], reader_sha256="-", info={}, c=c)
+    check = [r for r in records if r["article"] in held]
+    outside = sorted(shown(r, cal)[1] for r in check if r["condition"] == "outside")
+    if not outside:
+        raise QAError("the held-out articles have no outside records")
+    t = outside[min(len(outside) - 1, math.ceil(abstention * len(outside)))]
+    inside = [r for r in check if r["condition"] == "inside" and r["gold"]]
+
+    def f1(r, threshold):
+        text, score = shown(r, cal)
+        return max_over_gold(f1_score, text, r["gold"]) if (text and score >= threshold) else 0.0
+
+    never = 100 * sum(f1(r, 0.0) for r in inside) / max(1, len(inside))
+    kept = 100 * sum(f1(r, t) for r in inside) / max(1, len(inside))
+    note = (f"min_score {t:.4f}: abstains on {100 * abstention:.0f} % of the outside questions of {hold_out} held-out "
+            f"articles (seed {seed}); their inside F1 {never:.1f} never abstaining -> {kept:.1f}")
+    return round(t, 4), note
 
 
 def shown(record: dict, cal: Calibrator | None):
@@ -327,6 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--reader", default=None, help="reader folder it is for (default: the shipped one)")
     f.add_argument("--reader-name", default=None, help="name recorded for the reader (e.g. 'qa reader v4')")
     f.add_argument("-C", dest="c", type=float, default=1.0, help="inverse regularization strength")
+    f.add_argument("--hold-out", type=int, default=0,
+                   help="choose the default min_score on this many asked articles left out of a first fit")
+    f.add_argument("--outside-abstention", type=float, default=0.8,
+                   help="share of the held-out outside questions the chosen min_score abstains on")
+    f.add_argument("--seed", type=int, default=0, help="seed of the held-out draw")
     r = sub.add_parser("report", help="abstention, F1 and calibration error on records")
     r.add_argument("records", type=Path, nargs="+")
     r.add_argument("--calibration", default=None, help="calibration file (default: the reader's own score)")

@@ -191,8 +191,9 @@ def _digest(path: str, size: int, mtime: int) -> str:
 class Calibrator:
     """A logistic regression over :data:`FEATURES`, standardized: P(right) = sigmoid(coef . (x - mean) / scale + b).
 
-    ``fill`` replaces a feature that was not measured (a dense cosine under BM25 retrieval) with its mean
-    on the fitting data. ``reader_sha256`` names the reader weights it was fitted for.
+    A feature that was not measured (a dense cosine under BM25 retrieval) counts as its mean on the fitting
+    data. ``reader_sha256`` names the reader weights it was fitted for; ``min_score`` is the abstention
+    threshold chosen with it (used where neither the user nor the index sets one; None: the settings').
     """
 
     mean: tuple[float, ...]
@@ -201,6 +202,7 @@ class Calibrator:
     intercept: float
     reader_sha256: str
     info: dict[str, Any]
+    min_score: float | None = None
 
     def __post_init__(self) -> None:
         n = len(FEATURES)
@@ -208,6 +210,8 @@ class Calibrator:
             raise CalibrationError(f"a calibration needs {n} values per vector ({', '.join(FEATURES)})")
         if not all(s > 0 for s in self.scale):
             raise CalibrationError("a calibration's scales must be positive")
+        if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
+            raise CalibrationError(f"a calibration's min_score must be in [0, 1], got {self.min_score}")
 
     def probability(self, ev: Evidence) -> float:
         """P(right) for one candidate."""
@@ -234,6 +238,7 @@ class Calibrator:
             "coef": list(self.coef),
             "intercept": self.intercept,
             "reader_sha256": self.reader_sha256,
+            "min_score": self.min_score,
             "info": self.info,
         }
 
@@ -262,7 +267,8 @@ class Calibrator:
                 f"{path} was fitted on the features {d.get('features')}, not this version's {list(FEATURES)}: refit it")
         try:
             cal = cls(tuple(map(float, d["mean"])), tuple(map(float, d["scale"])), tuple(map(float, d["coef"])),
-                      float(d["intercept"]), str(d["reader_sha256"]), dict(d.get("info", {})))
+                      float(d["intercept"]), str(d["reader_sha256"]), dict(d.get("info", {})),
+                      None if d.get("min_score") is None else float(d["min_score"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise CalibrationError(f"{path} is malformed: {exc!r}") from None
         if reader_dir is not None:

@@ -46,7 +46,9 @@ class Settings:
 
     # Reader.
     max_answers: int = 3  # answers returned (best + runners-up)
-    min_score: float = 0.5  # abstain when the best answer's score is below this
+    # Abstain when the best answer's score is below this. A reader's calibration ships the threshold chosen
+    # with it (calibration.json), used when neither this setting nor the index's saved threshold is set.
+    min_score: float = 0.5
     # An answer's score is logistic(span logit - no-answer logit - rank_penalty * ln(1 + passage rank)):
     # the reader alone over-trusts spans in low-ranked passages. 1.5 was chosen on two of the reader's
     # held-out SQuAD articles and lifted F1 from 56.1 to 60.6 on the other two (eval/RETRIEVAL.md).
@@ -58,8 +60,9 @@ class Settings:
     # right (F1 >= 0.5), and the reader's own score for a reader that has none; "none" always shows the
     # reader's own score; a path names a calibration file, which must have been fitted for the reader.
     calibration: str = "auto"
-    # An answer scoring below this is shown as unsure (`qa ask`, `qa chat`).
-    unsure_below: float = 0.7
+    # An answer scoring below this is shown as unsure (`qa ask`, `qa chat`, the `qa serve` page): with a
+    # calibration, one less likely right than wrong.
+    unsure_below: float = 0.5
     reader_max_length: int = 256  # tokens per reader window (question + passage)
     reader_stride: int = 96  # overlap of windows over a passage longer than one window
     # "auto": ONNX Runtime fp32 for a local model folder, else torch; "onnx" (fp32), "onnx-int8"

@@ -46,7 +46,8 @@ class Assistant:
         index_dir = Path(index_dir if index_dir is not None else settings.index_dir)
         store = PassageStore.open(index_dir)
         try:
-            settings = resolve_settings(settings, store.manifest.embedder, store.get_setting("min_score"))
+            saved = store.get_setting("min_score")
+            settings = resolve_settings(settings, store.manifest.embedder, saved)
             settings = replace(settings, index_dir=str(index_dir))
             store.check_embedder(settings.embedder_name)  # before loading anything
             embedder = factory.make_query_encoder(settings)
@@ -55,7 +56,12 @@ class Assistant:
                 embedder, store, mode=settings.retriever, fusion_depth=settings.fusion_depth, rrf_k=settings.rrf_k
             )
             reader = factory.make_reader(settings)
-            return cls(retriever, reader, settings, store, factory.make_calibrator(settings, reader))
+            calibrator = factory.make_calibrator(settings, reader)
+            if (calibrator is not None and calibrator.min_score is not None and saved is None
+                    and settings.min_score == Settings().min_score):
+                # the threshold chosen with the calibration, unless the user or the index set one
+                settings = replace(settings, min_score=calibrator.min_score)
+            return cls(retriever, reader, settings, store, calibrator)
         except BaseException:
             store.close()
             raise

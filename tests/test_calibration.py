@@ -263,3 +263,31 @@ def test_ask_calibration_option_is_checked(seed_index, tiny_reader, tmp_path):
     result = runner.invoke(app, ["ask", "When was ISIS-K formed?", "--index-dir", str(seed_index), "--reader",
                                  str(tiny_reader), "--calibration", str(bogus)])
     assert result.exit_code == 1 and "refit it" in result.stderr
+
+
+def test_the_calibrations_threshold_applies_unless_the_user_or_the_index_sets_one(seed_index, tiny_reader, tmp_path):
+    import shutil
+
+    from qa.store import PassageStore
+
+    reader = tmp_path / "reader"
+    shutil.copytree(tiny_reader, reader)
+    cal = _calibrator({"margin": 1.0}, sha=weights_digest(reader))
+    Calibrator(cal.mean, cal.scale, cal.coef, cal.intercept, cal.reader_sha256, cal.info, 0.12).save(
+        reader / CALIBRATION_FILE)
+
+    def opened(index, **settings):
+        a = Assistant.open(index, Settings(reader=str(reader), **settings))
+        a.close()
+        return a
+
+    a = opened(seed_index)
+    assert a.calibrator is not None and a.settings.min_score == 0.12
+    assert opened(seed_index, min_score=0.3).settings.min_score == 0.3  # the user's
+    a = opened(seed_index, calibration="none")
+    assert a.calibrator is None and a.settings.min_score == 0.5
+    index = tmp_path / "index"
+    shutil.copytree(seed_index, index)
+    with PassageStore.open_for_write(index) as store:
+        store.set_setting("min_score", 0.2)
+    assert opened(index).settings.min_score == 0.2  # the index's saved threshold (qa eval --sweep --save-threshold)

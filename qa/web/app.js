@@ -57,7 +57,7 @@
   }
 
   // An answer scoring below this is marked unsure (Settings.unsure_below).
-  const UNSURE_BELOW = 0.7;
+  const UNSURE_BELOW = 0.5;
 
   function score(x) {
     return x.toFixed(2);
