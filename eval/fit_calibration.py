@@ -288,13 +288,14 @@ def compare(args) -> int:
     from qa.metrics import paired_bootstrap
 
     sides = []
-    for path, cal_path in ((args.a, args.calibration_a), (args.b, args.calibration_b)):
+    thresholds = (args.threshold, args.threshold if args.threshold_b is None else args.threshold_b)
+    for side, (path, cal_path) in enumerate(((args.a, args.calibration_a), (args.b, args.calibration_b))):
         cal = Calibrator.load(cal_path) if cal_path else None
         rows = {}
         for r in read_records([path]):
             text, score = shown(r, cal)
             f1 = max_over_gold(f1_score, text, r["gold"]) if (text and r["gold"]) else float(not r["gold"])
-            kept = f1 if (text and score >= args.threshold) else float(not r["gold"])
+            kept = f1 if (text and score >= thresholds[side]) else float(not r["gold"])
             rows[(r["condition"], r["qid"])] = (f1 if text else 0.0, kept)
         sides.append(rows)
     keys = sorted(set(sides[0]) & set(sides[1]))
@@ -302,7 +303,7 @@ def compare(args) -> int:
         raise QAError("the two record files share no (condition, question)")
     print(f"{len(keys)} questions in both; B - A with its 95 % paired bootstrap interval\n")
     print("| F1 | A | B | B - A | interval |\n|---|---|---|---|---|")
-    for i, what in enumerate(("never abstaining", f"at threshold {args.threshold}")):
+    for i, what in enumerate(("never abstaining", f"at threshold {thresholds[0]} / {thresholds[1]}")):
         a = [100 * sides[0][k][i] for k in keys]
         b = [100 * sides[1][k][i] for k in keys]
         diff, lo, hi = paired_bootstrap(a, b)
@@ -376,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     cp.add_argument("--calibration-a", default=None, help="calibration of A (default: its reader's own score)")
     cp.add_argument("--calibration-b", default=None, help="calibration of B (default: its reader's own score)")
     cp.add_argument("--threshold", type=float, default=0.5)
+    cp.add_argument("--threshold-b", type=float, default=None, help="B's threshold (default: --threshold)")
     args = ap.parse_args(argv)
     try:
         steps = {"collect": collect, "fit": fit, "report": report, "penalty": penalty, "compare": compare}

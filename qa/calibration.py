@@ -37,7 +37,7 @@ LABEL = "f1>=0.5"
 #: The evidence of one candidate answer, in the order the model's coefficients use.
 FEATURES = (
     "margin",  # reader: span logit minus the no-answer logit of its window, clipped to +-MARGIN_CLIP
-    "lead",  # margin minus the best margin of the other candidates (a clear winner vs. a toss-up)
+    "lead",  # margin minus the best margin of the candidates that are other answers (no word in common)
     "log_rank",  # ln(1 + rank of the answer's passage)
     "support",  # ln(number of retrieved passages whose text holds the same normalized answer)
     "passage_cosine",  # dense cosine of the question and the answer's passage
@@ -140,10 +140,12 @@ def evidence(question: str, answers: Sequence[Answer], hits: Sequence[Hit], rank
         if hit is None:
             raise ValueError(f"answer {a.text!r} cites chunk {a.chunk_id!r}, which is not among the hits")
         margins.append(reader_margin(a, hit.rank, rank_penalty))
+    words = [set(normalize_answer(a.text).split()) for a in answers]
     out = []
     for i, a in enumerate(answers):
         hit = by_chunk[a.chunk_id]
-        others = [m for j, m in enumerate(margins) if j != i]
+        # the same answer found again (or a span sharing its words) backs it up rather than competing with it
+        others = [m for j, m in enumerate(margins) if j != i and not (words[i] & words[j])]
         norm = normalize_answer(a.text)
         support = sum(f" {norm} " in p for p in norm_passages) if norm else 0
         a_words = _WORD.findall(a.text.lower())

@@ -156,8 +156,10 @@ def test_shipped_calibration_fits_the_shipped_reader_and_rises_with_the_evidence
     cal = find_calibration("auto", SHIPPED_READER_DIR)  # raises if fitted for other weights
     assert cal is not None and cal.info.get("reader")
     coef = dict(zip(FEATURES, cal.coef, strict=True))
-    # the more the reader prefers the span, and the closer the index is to the question, the likelier it is right
-    assert coef["margin"] > 0 and coef["top_cosine"] > 0
+    # the more the reader prefers the span over "no answer" and over other answers, the closer its passage is to
+    # the question and the more of the question its sentence holds, the likelier it is right
+    assert coef["margin"] > 0 and coef["lead"] > 0 and coef["passage_cosine"] > 0 and coef["sentence_overlap"] > 0
+    assert cal.min_score is not None and 0.0 < cal.min_score < 0.5
 
 
 def test_ece_and_reliability_bins():
