@@ -33,8 +33,16 @@ def _record(i: int, *, right: bool, condition: str, rng: random.Random) -> dict:
     ans = Answer(text[s:e], score, hit.chunk.doc_id, Span(s, e), hit.chunk.chunk_id, text, Span(s, e), "")
     gold = [str(1800 + i)] if condition == "inside" else []
     result = QAResult(f"When was tower number {i} finished?", (ans,), (hit,))
-    return {"condition": condition, "article": "a", "qid": f"q{i}", "question": result.question, "gold": gold,
-            "rank_penalty": 1.5, "seconds": 0.1, "result": result.to_dict()}
+    return {"condition": condition, "article": f"article-{i % 5}", "qid": f"q{i}", "question": result.question,
+            "gold": gold, "rank_penalty": 1.5, "seconds": 0.1, "result": result.to_dict()}
+
+
+@pytest.fixture
+def reader(tmp_path) -> Path:
+    folder = tmp_path / "reader"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"reader weights")
+    return folder
 
 
 @pytest.fixture
@@ -47,11 +55,8 @@ def records(tmp_path) -> Path:
     return path
 
 
-def test_fit_writes_a_calibration_tied_to_the_reader(records, tmp_path, capsys):
+def test_fit_writes_a_calibration_tied_to_the_reader(records, reader, tmp_path, capsys):
     mod = _module()
-    reader = tmp_path / "reader"
-    reader.mkdir()
-    (reader / "model.safetensors").write_bytes(b"reader weights")
     out = tmp_path / "calibration.json"
     assert mod.main(["fit", str(records), "--out", str(out), "--reader", str(reader), "--reader-name", "test v1"]) == 0
     cal = Calibrator.load(out, reader)  # loads for the reader it was fitted for
@@ -61,11 +66,8 @@ def test_fit_writes_a_calibration_tied_to_the_reader(records, tmp_path, capsys):
     assert "fitted on" in capsys.readouterr().out
 
 
-def test_report_prints_abstention_and_calibration_per_condition(records, tmp_path, capsys):
+def test_report_prints_abstention_and_calibration_per_condition(records, reader, tmp_path, capsys):
     mod = _module()
-    reader = tmp_path / "reader"
-    reader.mkdir()
-    (reader / "model.safetensors").write_bytes(b"reader weights")
     out = tmp_path / "calibration.json"
     mod.main(["fit", str(records), "--out", str(out), "--reader", str(reader)])
     capsys.readouterr()
@@ -90,6 +92,18 @@ def test_report_prints_abstention_and_calibration_per_condition(records, tmp_pat
     assert "100 questions in both" in table
     never = next(x for x in table.splitlines() if x.startswith("| never abstaining"))
     assert never.split("|")[2].strip() == never.split("|")[3].strip()  # one candidate each: same best answer
+
+
+def test_fit_chooses_the_threshold_on_held_out_articles(records, reader, tmp_path, capsys):
+    mod = _module()
+    out = tmp_path / "calibration.json"
+    assert mod.main(["fit", str(records), "--out", str(out), "--reader", str(reader), "--hold-out", "2",
+                     "--outside-abstention", "0.75"]) == 0
+    cal = Calibrator.load(out, reader)
+    assert cal.min_score is not None and 0.0 < cal.min_score < 1.0
+    assert "75 % of the outside questions of 2 held-out articles" in cal.info["min_score_choice"]
+    assert mod.main(["fit", str(records), "--out", str(out), "--reader", str(reader), "--hold-out", "5"]) == 1
+    assert "hold out fewer" in capsys.readouterr().err
 
 
 def test_fit_refuses_records_with_one_label(tmp_path, capsys):
