@@ -160,6 +160,20 @@ def is_right(prediction: str, gold: list[str]) -> bool:
     return bool(gold) and max_over_gold(f1_score, prediction, gold) >= 0.5
 
 
+def answer_f1(record: dict, text: str | None) -> float:
+    """F1 of an answer against the record's gold answers (0 for no answer, or a question that has none)."""
+    return max_over_gold(f1_score, text, record["gold"]) if (text and record["gold"]) else 0.0
+
+
+def v2_f1(record: dict, text: str | None, given: bool) -> float:
+    """SQuAD v2.0-style credit of what is shown: an answer given scores its F1 when the question's article is
+    indexed and has an answer, else 0; abstaining scores 1 exactly when there is no answer in the index."""
+    answerable = bool(record["gold"]) and record["condition"] == "inside"
+    if text and given:
+        return answer_f1(record, text) if answerable else 0.0
+    return 0.0 if answerable else 1.0
+
+
 def candidate_rows(record: dict):
     """(features, label) of each of a record's candidates."""
     res = QAResult.from_dict(record["result"])
@@ -230,7 +244,7 @@ def choose_threshold(records: list[dict], hold_out: int, abstention: float, c: f
 
     def f1(r, threshold):
         text, score = shown(r, cal)
-        return max_over_gold(f1_score, text, r["gold"]) if (text and score >= threshold) else 0.0
+        return answer_f1(r, text) if score >= threshold else 0.0
 
     never = 100 * sum(f1(r, 0.0) for r in inside) / max(1, len(inside))
     kept = 100 * sum(f1(r, t) for r in inside) / max(1, len(inside))
@@ -267,7 +281,7 @@ def report(args) -> int:
         abst = 0
         pairs = []
         for r, text, score in rows:
-            f1 = max_over_gold(f1_score, text, r["gold"]) if (text and r["gold"]) else 0.0
+            f1 = answer_f1(r, text)
             f1_all += f1
             if score >= args.threshold:
                 f1_kept += f1
@@ -283,8 +297,9 @@ def report(args) -> int:
 
 
 def compare(args) -> int:
-    """Two readers' records of the same questions, paired: F1 of the answer each shows (never abstaining, and at
-    the threshold), and the paired bootstrap interval of B - A."""
+    """Two readers' records of the same questions, paired: SQuAD v2.0-style F1 of what each shows (never
+    abstaining, and at the threshold; abstaining is right where the index holds no answer: an unanswerable
+    question, or the outside and absent conditions), and the paired bootstrap interval of B - A."""
     from qa.metrics import paired_bootstrap
 
     sides = []
@@ -294,9 +309,7 @@ def compare(args) -> int:
         rows = {}
         for r in read_records([path]):
             text, score = shown(r, cal)
-            f1 = max_over_gold(f1_score, text, r["gold"]) if (text and r["gold"]) else float(not r["gold"])
-            kept = f1 if (text and score >= thresholds[side]) else float(not r["gold"])
-            rows[(r["condition"], r["qid"])] = (f1 if text else 0.0, kept)
+            rows[(r["condition"], r["qid"])] = (v2_f1(r, text, True), v2_f1(r, text, score >= thresholds[side]))
         sides.append(rows)
     keys = sorted(set(sides[0]) & set(sides[1]))
     if not keys:
@@ -334,7 +347,7 @@ def penalty(args) -> int:
             ranks = {h.chunk.chunk_id: h.rank for h in res.hits}
             best = max(res.answers, default=None, key=lambda a: margin(
                 a, ranks[a.chunk_id], r["rank_penalty"]) - pen * math.log1p(ranks[a.chunk_id]))
-            total += max_over_gold(f1_score, best.text, r["gold"]) if best else 0.0
+            total += answer_f1(r, best.text if best else None)
         print(f"| {pen} | {100 * total / len(records):.2f} |")
     return 0
 

@@ -6,16 +6,16 @@ answer). Here every candidate answer gets a vector of evidence (:func:`evidence`
 its lead over the runner-up, how many retrieved passages hold the same answer, the passage's rank and dense
 cosine, the best cosine of the question to the index, how much of the question's content is in the answer's
 sentence, the answer's length and whether its shape fits the question word. A logistic regression over it
-(fitted by :mod:`qa.calibration_fit`, shipped as JSON next to the reader's weights, no pickle) turns that
+(fitted by eval/fit_calibration.py, shipped as JSON next to the reader's weights, no pickle) turns that
 into P(right), where right means F1 >= 0.5 against the gold answers.
 
-A calibration is fitted for one reader: it records the sha256 of the reader's weights, and loading it for
+A calibration is fitted for one reader: it records the digest of the reader's weights and config
+(:func:`qa.onnx_models.weights_digest`, the key of the reader's ONNX exports too), and loading it for
 another reader raises :class:`~qa.errors.CalibrationError` naming both.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -96,7 +96,6 @@ def _type_fit(question: str, answer: str) -> float:
     return 0.0
 
 
-
 def _clip(x: float, bound: float = MARGIN_CLIP) -> float:
     return max(-bound, min(bound, x))
 
@@ -140,13 +139,14 @@ def evidence(question: str, answers: Sequence[Answer], hits: Sequence[Hit], rank
         if hit is None:
             raise ValueError(f"answer {a.text!r} cites chunk {a.chunk_id!r}, which is not among the hits")
         margins.append(reader_margin(a, hit.rank, rank_penalty))
-    words = [set(normalize_answer(a.text).split()) for a in answers]
+    norms = [normalize_answer(a.text) for a in answers]
+    words = [set(n.split()) for n in norms]
     out = []
     for i, a in enumerate(answers):
         hit = by_chunk[a.chunk_id]
         # the same answer found again (or a span sharing its words) backs it up rather than competing with it
         others = [m for j, m in enumerate(margins) if j != i and not (words[i] & words[j])]
-        norm = normalize_answer(a.text)
+        norm = norms[i]
         support = sum(f" {norm} " in p for p in norm_passages) if norm else 0
         a_words = _WORD.findall(a.text.lower())
         out.append(Evidence((
@@ -166,27 +166,14 @@ def evidence(question: str, answers: Sequence[Answer], hits: Sequence[Hit], rank
 
 
 def weights_digest(reader_dir: str | Path) -> str | None:
-    """sha256 of a local reader's weights file (what a calibration is tied to); None when there is none."""
+    """The digest a calibration is tied to: :func:`qa.onnx_models.weights_digest` of a local reader folder
+    (hashed once per process); None for a Hugging Face id or a folder without weights."""
+    from qa.onnx_models import weights_digest as digest
+
     d = Path(reader_dir)
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        p = d / name
-        if p.is_file():
-            return _digest(str(p), p.stat().st_size, p.stat().st_mtime_ns)
-    return None
-
-
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def _digest(path: str, size: int, mtime: int) -> str:
-    key = (path, size, mtime)
-    if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _DIGESTS[key] = h.hexdigest()
-    return _DIGESTS[key]
+    if not d.is_dir() or not any(d.glob("*.safetensors")) and not any(d.glob("*.bin")):
+        return None
+    return digest(d)
 
 
 @dataclass(frozen=True, slots=True)
