@@ -289,6 +289,7 @@ def _open_for_rebuild(index_dir: Path, spec: dict):
 def _embed_documents(docs: Sequence[Document], embedder, settings: Settings, progress: Progress | None) -> list:
     """Chunk and embed documents: ``(document, chunks, vectors)`` for PassageStore.apply."""
     from qa.chunking import chunk_document
+    from qa.modeltext import model_view
 
     chunked = []
     for i, doc in enumerate(docs):
@@ -298,7 +299,8 @@ def _embed_documents(docs: Sequence[Document], embedder, settings: Settings, pro
         chunked.append((doc, chunks))
         if progress:
             progress("chunk", i + 1, len(docs))
-    texts = [c.text for _, chunks in chunked for c in chunks]
+    # the embedder reads each passage's view (no markup, no hard wraps), as BM25 and the reader do
+    texts = [model_view(c.text, doc.source).text for doc, chunks in chunked for c in chunks]
     if not texts:
         return []
     on_embed = (lambda n: progress("embed", n, len(texts))) if progress else None

@@ -18,8 +18,9 @@ import numpy as np
 from qa.config import READER_MAX_QUESTION_TOKENS, Settings, check_reader_window, missing_model_folder
 from qa.errors import ModelLoadError
 from qa.metrics import normalize_answer
+from qa.modeltext import TextView, answer_span, model_view
 from qa.schema import Answer, Hit, Span
-from qa.spans import answer_score, decode_window, tidy_span
+from qa.spans import answer_score, decode_window
 
 log = logging.getLogger(__name__)
 _DEFAULTS = Settings()  # the one home of defaults; constructors take theirs from it
@@ -255,7 +256,9 @@ class TransformersReader:
         if not hits:
             return []
         self.warm_up()
-        win = self._encode(self._clip_question(question), [h.chunk.text for h in hits])
+        # the model reads each passage's view (no markup, no hard wraps); answers cite the stored text
+        views = [model_view(h.chunk.text, h.source) for h in hits]
+        win = self._encode(self._clip_question(question), [v.text for v in views])
         start_logits, end_logits = self._window_logits(win.arrays)
         cands: list[tuple[float, Hit, int, int]] = []
         for w, hit_i in enumerate(win.hit_index):
@@ -268,13 +271,13 @@ class TransformersReader:
                 n_best=10,
             ):
                 hit = hits[hit_i]
-                tidy = tidy_span(hit.chunk.text, c.char_start, c.char_end)
-                if tidy is not None:
-                    cands.append((answer_score(c.margin, hit.rank, self.rank_penalty), hit, *tidy))
+                span = answer_span(views[hit_i], c.char_start, c.char_end)
+                if span is not None:
+                    cands.append((answer_score(c.margin, hit.rank, self.rank_penalty), hit, *span, hit_i))
         cands.sort(key=lambda c: (-c[0], c[1].rank, c[2]))
         answers: list[Answer] = []
         taken: list[tuple[str, int, int, str]] = []
-        for score, hit, s, e in cands:
+        for score, hit, s, e, hit_i in cands:
             if score < min_score or len(answers) >= max_answers:
                 break
             chunk = hit.chunk
@@ -289,19 +292,25 @@ class TransformersReader:
             ):
                 continue
             taken.append((chunk.doc_id, doc_s, doc_e, norm))
-            answers.append(_make_answer(text, score, hit, s, e))
+            answers.append(_make_answer(text, score, hit, s, e, views[hit_i]))
         return answers
 
 
-def _make_answer(text: str, score: float, hit: Hit, s: int, e: int) -> Answer:
-    """An Answer whose context is the sentence(s) of the passage that hold the span."""
+def _make_answer(text: str, score: float, hit: Hit, s: int, e: int, view: TextView | None = None) -> Answer:
+    """An Answer whose context is the sentence(s) of the passage that hold the span.
+
+    Sentences are found in the passage's view (where a hard-wrapped line does not end one) and cited in the
+    stored text.
+    """
     from qa.chunking import sentence_spans
 
     chunk = hit.chunk
+    view = view if view is not None else model_view(chunk.text, hit.source)
     c0, c1 = s, e
-    for sp in sentence_spans(chunk.text):
-        if sp.start <= s < sp.end or sp.start < e <= sp.end:
-            c0, c1 = min(c0, sp.start), max(c1, sp.end)
+    for sp in sentence_spans(view.text):
+        a, b = view.source_span(sp.start, sp.end)
+        if a <= s < b or a < e <= b:
+            c0, c1 = min(c0, a), max(c1, b)
     context = chunk.text[c0:c1]
     return Answer(
         text=text,

@@ -18,7 +18,8 @@ from qa.store.rows import _connect, _rollback, _snapshot, _wrap_error
 
 #: Version of the on-disk layout; an index of another version is refused and must be rebuilt.
 #: 2: the FTS5 table stems English words (porter), so version-1 BM25 rows would not match queries.
-FORMAT_VERSION = 2
+#: 3: passages are embedded and BM25-indexed as their model view (qa.modeltext: no markup, no hard wraps).
+FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)

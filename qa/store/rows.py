@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qa.errors import IndexCorruptError, IndexLockedError, QAError
+from qa.modeltext import model_view
 from qa.schema import Chunk, Document
 from qa.store.files import DB_NAME, _fsync_dir, _rebuild_hint
 
@@ -46,7 +47,8 @@ CREATE TABLE chunks (
     ordinal INTEGER NOT NULL,
     char_start INTEGER NOT NULL,
     char_end INTEGER NOT NULL,
-    text TEXT NOT NULL
+    text TEXT NOT NULL,
+    model_text TEXT NOT NULL  -- what BM25 reads: the passage's view (qa.modeltext), no markup or hard wraps
 );
 CREATE INDEX chunks_by_doc ON chunks(doc_id, ordinal);
 -- unicode61 splits on Unicode punctuation and separators in any script and folds case and
@@ -57,19 +59,19 @@ CREATE INDEX chunks_by_doc ON chunks(doc_id, ordinal);
 -- match CJK substrings, but it ignores terms shorter than 3 characters ("AI", "UN") and makes the
 -- index several times larger.
 CREATE VIRTUAL TABLE chunks_fts USING fts5(
-    text, content='chunks', content_rowid='rowid', tokenize='porter unicode61 remove_diacritics 2'
+    model_text, content='chunks', content_rowid='rowid', tokenize='porter unicode61 remove_diacritics 2'
 );
 -- External-content FTS5 is kept in step by triggers, so every statement that changes chunks
 -- (including ON DELETE CASCADE) changes the FTS rows in the same transaction.
 CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text) VALUES (new.rowid, new.text);
+    INSERT INTO chunks_fts(rowid, model_text) VALUES (new.rowid, new.model_text);
 END;
 CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+    INSERT INTO chunks_fts(chunks_fts, rowid, model_text) VALUES ('delete', old.rowid, old.model_text);
 END;
 CREATE TRIGGER chunks_au AFTER UPDATE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
-    INSERT INTO chunks_fts(rowid, text) VALUES (new.rowid, new.text);
+    INSERT INTO chunks_fts(chunks_fts, rowid, model_text) VALUES ('delete', old.rowid, old.model_text);
+    INSERT INTO chunks_fts(rowid, model_text) VALUES (new.rowid, new.model_text);
 END;
 """
 
@@ -335,9 +337,12 @@ def _write_rows(
         [(d.doc_id, d.source, d.title, d.text, document_sha256(d), len(d.text), now) for d in docs],
     )
     conn.executemany(
-        "INSERT INTO chunks (rowid, chunk_id, doc_id, ordinal, char_start, char_end, text) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(i, c.chunk_id, d.doc_id, n, c.char_start, c.char_end, c.text) for i, d, n, c in new_rows],
+        "INSERT INTO chunks (rowid, chunk_id, doc_id, ordinal, char_start, char_end, text, model_text) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (i, c.chunk_id, d.doc_id, n, c.char_start, c.char_end, c.text, model_view(c.text, d.source).text)
+            for i, d, n, c in new_rows
+        ],
     )
     n_documents = conn.execute("SELECT count(*) FROM documents").fetchone()[0]
     n_chunks = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
