@@ -168,13 +168,17 @@ def index(
     exclude: Annotated[list[str] | None, typer.Option(
         "--exclude", metavar="GLOB", help="Leave out matching files and folders (gitignore syntax, relative to "
         "each folder given; repeatable), like the lines of a .qaignore file there.")] = None,
+    batch: Annotated[int | None, typer.Option(
+        min=1, metavar="PASSAGES", help="Commit every ~PASSAGES embedded passages: an interrupted run keeps the "
+        "batches it committed, and the next run goes on from there. [default: 256]")] = None,
 ) -> None:
     """Index documents (.txt, .md, .rst, .html, .pdf, .docx): only new or changed ones are embedded again.
 
     Text files that are not UTF-8 are read in the encoding detected. Files not indexed (unreadable, other
     formats) and missing paths are listed with their reasons in the final report (exit 0). Folders skip hidden
     files, tool folders (node_modules, build, .venv, ...), the rules of a .qaignore file and --exclude. An
-    existing index keeps the embedder and chunking it was built with; other ones need --rebuild.
+    existing index keeps the embedder and chunking it was built with; other ones need --rebuild. Work is
+    committed in batches (--batch): an interrupted run keeps what it finished, and running it again goes on.
 
     Exit 1 on errors: no path exists, nothing readable, another `qa index` is writing (see --wait), or a bad
     file with --on-error stop.
@@ -190,7 +194,7 @@ def index(
         raise typer.Exit(2)
     settings = _settings(
         index_dir=str(index_dir) if index_dir else None, embedder=embedder, allow_download=allow_download,
-        chunk_size=chunk_size, chunk_overlap=overlap, on_error=on_error, max_file_mb=max_file_mb,
+        chunk_size=chunk_size, chunk_overlap=overlap, on_error=on_error, max_file_mb=max_file_mb, index_batch=batch,
     )
     given = {name for name, value in (("embedder", embedder), ("chunk_size", chunk_size), ("chunk_overlap", overlap))
              if value is not None}

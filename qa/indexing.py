@@ -235,21 +235,29 @@ def index_documents(
         if not docs and (rebuild or not known):
             raise EmptyCorpusError("no readable documents to index")
         todo = list(docs) if rebuild else [d for d in docs if known.get(d.doc_id) != text_digest(d.text)]
-        upserts = _embed_documents(todo, embedder, settings, progress)
-        if store is None:
-            store, lock = PassageStore.create(index_dir, overwrite=True, lock=lock, **spec), None
+        chunked = _chunk_documents(todo, embedder, settings, progress)
         seen = {d.doc_id for d in docs}
         if rebuild:
-            removed = [d for d in store.document_hashes() if d not in seen]
-            built_with = {k: spec[k] for k in ("embedder", "dim", "chunk_size", "chunk_overlap")}
-            store.apply(upserts, [], replace_all=built_with)
+            removed = [d for d in known if d not in seen]
+        elif prune:
+            removed = [d for d in known if d not in seen and _source_gone(store.get_document(d).source)]
         else:
-            if prune:
-                removed = [d for d in known if d not in seen and _source_gone(store.get_document(d).source)]
-            else:
-                removed = []
-            if upserts or removed:
-                store.apply(upserts, removed)
+            removed = []
+        built_with = {k: spec[k] for k in ("embedder", "dim", "chunk_size", "chunk_overlap")} if rebuild else None
+        total = sum(len(chunks) for _, chunks in chunked)
+        embedded = 0
+        # One atomic change per batch: a run stopped part-way keeps what it committed, and the next run finds
+        # those documents unchanged and embeds the rest. The first batch also carries the removals (and, for a
+        # rebuild, the reset of the index to the new embedder and chunking).
+        for n, batch in enumerate(_batches(chunked, settings.index_batch) or [[]]):
+            upserts = _embed_batch(batch, embedder, progress, embedded, total)
+            embedded += sum(len(chunks) for _, chunks in batch)
+            if store is None:
+                store, lock = PassageStore.create(index_dir, overwrite=True, lock=lock, **spec), None
+            if n == 0 and built_with is not None:
+                store.apply(upserts, [], replace_all=built_with)
+            elif upserts or (n == 0 and removed):
+                store.apply(upserts, removed if n == 0 else [])
         stats = store.stats()
     finally:
         if store is not None:
@@ -266,7 +274,7 @@ def index_documents(
         unchanged=tuple(d.doc_id for d in docs if d.doc_id not in todo_ids),
         removed=tuple(removed),
         skipped=(),
-        embedded_passages=sum(len(chunks) for _, chunks, _ in upserts),
+        embedded_passages=embedded,
         seconds=time.perf_counter() - t0,
     )
 
@@ -286,10 +294,9 @@ def _open_for_rebuild(index_dir: Path, spec: dict):
         return None
 
 
-def _embed_documents(docs: Sequence[Document], embedder, settings: Settings, progress: Progress | None) -> list:
-    """Chunk and embed documents: ``(document, chunks, vectors)`` for PassageStore.apply."""
+def _chunk_documents(docs: Sequence[Document], embedder, settings: Settings, progress: Progress | None) -> list:
+    """``(document, chunks)`` of each document, in order."""
     from qa.chunking import chunk_document
-    from qa.modeltext import model_view
 
     chunked = []
     for i, doc in enumerate(docs):
@@ -299,14 +306,37 @@ def _embed_documents(docs: Sequence[Document], embedder, settings: Settings, pro
         chunked.append((doc, chunks))
         if progress:
             progress("chunk", i + 1, len(docs))
+    return chunked
+
+
+def _batches(chunked: list, size: int) -> list[list]:
+    """Consecutive groups of ``(document, chunks)`` of about ``size`` passages; a document is never split."""
+    batches: list[list] = []
+    current: list = []
+    passages = 0
+    for item in chunked:
+        current.append(item)
+        passages += len(item[1])
+        if passages >= size:
+            batches.append(current)
+            current, passages = [], 0
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _embed_batch(batch: list, embedder, progress: Progress | None, done: int, total: int) -> list:
+    """Embed a batch's passages as their model views: ``(document, chunks, vectors)`` for PassageStore.apply."""
+    from qa.modeltext import model_view
+
     # the embedder reads each passage's view (no markup, no hard wraps), as BM25 and the reader do
-    texts = [model_view(c.text, doc.source).text for doc, chunks in chunked for c in chunks]
+    texts = [model_view(c.text, doc.source).text for doc, chunks in batch for c in chunks]
     if not texts:
         return []
-    on_embed = (lambda n: progress("embed", n, len(texts))) if progress else None
+    on_embed = (lambda n: progress("embed", done + n, total)) if progress else None
     vectors = embedder.encode_passages(texts, progress=on_embed)
     upserts, pos = [], 0
-    for doc, chunks in chunked:
+    for doc, chunks in batch:
         upserts.append((doc, chunks, vectors[pos : pos + len(chunks)]))
         pos += len(chunks)
     return upserts

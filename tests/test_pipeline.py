@@ -215,3 +215,23 @@ def test_rank_penalty_lowers_answers_from_lower_passages(tiny_reader):
     assert answer_score(0.0, 0, 1.5) == 0.5 and answer_score(0.0, 1, 0.0) == 0.5
     with pytest.raises(ValueError, match="rank_penalty"):
         Settings(rank_penalty=-1)
+
+
+def test_index_commits_in_batches_of_whole_documents(tmp_path, tiny_corpus):
+    from qa.indexing import _batches
+
+    items = [("a", [1, 2, 3]), ("b", [1]), ("c", [1, 2]), ("d", [1])]
+    assert _batches(items, 3) == [[items[0]], [items[1], items[2]], [items[3]]]  # never a document split
+    assert _batches(items, 100) == [items] and _batches([], 3) == []
+
+    seen: list[tuple[str, int, int]] = []
+    report = build_index([tiny_corpus], tmp_path / "index", settings=Settings(index_batch=1),
+                         embedder=FakeEmbedder(), progress=lambda *a: seen.append(a))
+    embeds = [(done, total) for stage, done, total in seen if stage == "embed"]
+    assert embeds[-1] == (report.passages, report.passages)  # one count across batches, not one per batch
+    assert [d for d, _ in embeds] == sorted(d for d, _ in embeds)
+    from qa.store import PassageStore
+
+    with PassageStore.open(tmp_path / "index") as store:
+        store.verify()
+        assert store.manifest.generation == len(report.added)  # one commit per document here

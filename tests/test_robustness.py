@@ -290,8 +290,13 @@ from test_cli_index import patch_models
 STOP_AT = os.environ.get("QA_TEST_STOP_AT", "")
 
 
+STOP_NTH = int(os.environ.get("QA_TEST_STOP_NTH", "1"))
+REACHED = {}
+
+
 def stop(point):
-    if point != STOP_AT:
+    REACHED[point] = REACHED.get(point, 0) + 1
+    if point != STOP_AT or REACHED[point] != STOP_NTH:
         return
     if os.environ.get("QA_TEST_HOW") == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
@@ -335,10 +340,11 @@ def driver(tmp_path_factory) -> Path:
 class Run:
     """`qa ARGS` in a subprocess (real CLI, fake embedder) that stops at a named point."""
 
-    def __init__(self, driver: Path, workdir: Path, *args, stop_at: str = "", how: str = "pause") -> None:
+    def __init__(self, driver: Path, workdir: Path, *args, stop_at: str = "", how: str = "pause", nth: int = 1) -> None:
         self.marker = workdir / f"reached-{id(self)}"
         self.hold = workdir / "hold"
         env = {**os.environ, "PYTHONPATH": str(REPO), "QA_TEST_STOP_AT": stop_at, "QA_TEST_HOW": how,
+               "QA_TEST_STOP_NTH": str(nth),
                "QA_TEST_MARKER": str(self.marker), "QA_TEST_HOLD": str(self.hold)}
         self.proc = subprocess.Popen([sys.executable, str(driver), str(TESTS), *map(str, args)], env=env, cwd=workdir,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -456,6 +462,34 @@ def test_sigkill_during_rebuild_for_another_embedder(indexed, driver, runs, tmp_
     cli("index", corpus, "-i", index_dir, "--rebuild", "--embedder", "fake-other")
     assert status(index_dir)["embedder"] == "fake-other"
     assert check_index(index_dir, corpus, tiny_reader) == before
+    check_clean(index_dir)
+
+
+@pytest.mark.parametrize(("point", "nth"), [("embedding", 3), ("faiss_tmp_written", 2), ("rows_written", 2),
+                                           ("committed", 2)])
+def test_sigkill_in_a_batched_index_keeps_whole_batches_and_a_rerun_goes_on(tmp_path, fake_models, driver, runs,
+                                                                            tiny_reader, point, nth):
+    corpus, index_dir = tmp_path / "many", tmp_path / "index"
+    corpus.mkdir()
+    (corpus / "doc0.txt").write_text("City number 0 is the capital of region 0.", encoding="utf-8")
+    cli("index", corpus, "-i", index_dir)
+    for i in range(1, 6):  # one passage each: with --batch 1, every document is its own batch, in doc_id order
+        (corpus / f"doc{i}.txt").write_text(f"City number {i} is the capital of region {i}.", encoding="utf-8")
+    every = {f.stem: text_digest(f.read_text(encoding="utf-8")) for f in corpus.glob("*.txt")}
+    run = Run(driver, tmp_path, "index", corpus, "-i", index_dir, "--batch", "1", stop_at=point, how="kill",
+              nth=nth)
+    runs.append(run)
+    run.proc.communicate(timeout=60)
+    assert run.proc.returncode == -signal.SIGKILL
+
+    # the batches committed before the kill are all there, each whole, and nothing of the batch killed
+    committed = nth if point == "committed" else nth - 1
+    kept = check_index(index_dir, corpus, tiny_reader)
+    assert kept == {f"doc{i}": every[f"doc{i}"] for i in range(committed + 1)}
+
+    rerun = cli("index", corpus, "-i", index_dir, "--batch", "1")
+    assert f"+{5 - committed} new" in rerun.stdout  # only what the killed run had not committed
+    assert check_index(index_dir, corpus, tiny_reader) == every
     check_clean(index_dir)
 
 
