@@ -105,7 +105,8 @@ def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
     An answer never spans a paragraph break (the longer side is kept), never starts or ends with white
     space, stray punctuation or markup characters, and holds no unbalanced bracket or quote at its edges
     (``[NaCl`` -> ``NaCl``, ``RFC8878]`` -> ``RFC8878``, ``"Moscow`` -> ``Moscow``); balanced ones stay
-    (``(ISIS-K)``, ``"Crocus City Hall"``). The result is a sub-span: offsets still index ``text``.
+    (``(ISIS-K)``, ``"Crocus City Hall"``), and so do the first characters of a path or dotfile
+    (``~/.pyenv/version``, ``./configure``, ``.python-version``). The result is a sub-span: offsets still index ``text``.
     """
     if not 0 <= start <= end <= len(text):
         raise ValueError(f"span [{start}, {end}) is not inside a text of {len(text)} characters")
@@ -132,7 +133,7 @@ def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
             start += 1
         elif last == '"' and inner.count('"') % 2 == 1:
             end -= 1
-        elif first in _LEADING_STRAY and first not in _PAIRS and first != '"':
+        elif first in _LEADING_STRAY and first not in _PAIRS and first != '"' and not _PATH_START.match(inner):
             start += 1
         elif last in _TRAILING_STRAY and last not in _CLOSERS and last != '"':
             end -= 1
@@ -148,6 +149,9 @@ def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
     return (start, end) if start < end else None
 
 
+# A path or a dotfile starts with what is stray punctuation elsewhere: ~/.pyenv/version, ./configure, /usr/bin,
+# .python-version, .5 (a decimal).
+_PATH_START = re.compile(r"(~|\.{1,2})?/[\w.~-]|\.[\w-]")
 _WORD_BEFORE_PERIOD = re.compile(r"(\d|[a-z]{4,}|[A-Za-z]{2,}[a-z]{2,})\.$")
 
 

@@ -29,6 +29,12 @@ from qa.spans import tidy_span
     ("`pyenv install`", "pyenv install"),
     ("March 22, 2024", "March 22, 2024"),
     ("wrapped line\ncontinues", "wrapped line\ncontinues"),  # a single line break is no paragraph break
+    ("~/.pyenv/version", "~/.pyenv/version"),  # paths and dotfiles keep their first characters
+    ("./configure", "./configure"),
+    ("/usr/share/doc,", "/usr/share/doc"),
+    (".python-version", ".python-version"),
+    (". The army", "The army"),
+    ("/ and", "and"),
 ])
 def test_tidy_span_examples(raw, clean):
     text = f"<<{raw}>>"
@@ -57,7 +63,8 @@ def test_tidy_span_is_a_clean_sub_span(text, data):
     assert start <= s < e <= end
     piece = text[s:e]
     assert piece == piece.strip() and not re.search(r"\n[ \t]*\n", piece)
-    assert piece[0] not in ",.;:!?)]}*`" and piece[-1] not in ",;:([{*`"
+    assert piece[0] not in ",;:!?)]}*`" and piece[-1] not in ",;:([{*`"
+    assert piece[0] != "." or piece[1:2].isalnum() or piece[1:2] in "-_"  # only a dotfile or a decimal
     for o, c in ("()", "[]"):
         if piece[0] == o:
             assert c in piece
