@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -49,6 +50,11 @@ T = TypeVar("T")
 IndexDir = Annotated[
     Path | None,
     typer.Option("--index-dir", "-i", help="Index folder. [default: index/, or $QA_INDEX_DIR]", file_okay=False),
+]
+IndexUri = Annotated[
+    str | None,
+    typer.Option("--index-uri", metavar="URI", help="Index in Milvus instead of a folder: a Milvus Lite file "
+                 "(./idx.milvus.db) or a server (http://host:19530; token from $QA_MILVUS_TOKEN). Needs qa[milvus]."),
 ]
 TopK = Annotated[int | None, typer.Option("--top-k", "-k", min=1, help="Passages handed to the reader. [default: 5]")]
 RetrieverOpt = Annotated[
@@ -128,6 +134,22 @@ def _run(fn: Callable[[], T]) -> T:
         raise typer.Exit(130) from None
 
 
+def _location(index_dir: Path | None, index_uri: str | None) -> str | None:
+    """The index location the options name: --index-dir or --index-uri (not both); exit 2 on a bad URI."""
+    from qa.store import is_milvus_location
+
+    if index_dir is not None and index_uri is not None:
+        _error("give --index-dir (a folder) or --index-uri (Milvus), not both")
+        raise typer.Exit(2)
+    if index_uri is not None:
+        if not is_milvus_location(index_uri):
+            _error(f"--index-uri {index_uri!r} is neither a Milvus Lite file (*.db) nor a Milvus server URI "
+                   "(http://host:19530); a folder index is --index-dir")
+            raise typer.Exit(2)
+        return index_uri
+    return str(index_dir) if index_dir is not None else None
+
+
 def _settings(**overrides: Any):
     from qa.config import Settings
 
@@ -150,6 +172,7 @@ def _print_json(obj: Any) -> None:
 def index(
     paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders to index. [default: seeds/]")] = None,
     index_dir: IndexDir = None,
+    index_uri: IndexUri = None,
     embedder: Annotated[str | None, typer.Option(
         help="Embedder: a Hugging Face id or local folder. [default: the index's, else all-MiniLM-L6-v2]")] = None,
     allow_download: AllowDownload = None,
@@ -193,7 +216,7 @@ def index(
                "(`qa index --rebuild seeds` for the demo article)")
         raise typer.Exit(2)
     settings = _settings(
-        index_dir=str(index_dir) if index_dir else None, embedder=embedder, allow_download=allow_download,
+        index_dir=_location(index_dir, index_uri), embedder=embedder, allow_download=allow_download,
         chunk_size=chunk_size, chunk_overlap=overlap, on_error=on_error, max_file_mb=max_file_mb, index_batch=batch,
     )
     given = {name for name, value in (("embedder", embedder), ("chunk_size", chunk_size), ("chunk_overlap", overlap))
@@ -240,6 +263,7 @@ def _index_with_progress(paths, settings, prune, rebuild=False, wait=0.0, exclud
 def ask(
     question: Annotated[str | None, typer.Argument(help="The question, in quotes.")] = None,
     index_dir: IndexDir = None,
+    index_uri: IndexUri = None,
     top_k: TopK = None,
     retriever: RetrieverOpt = None,
     reader: ReaderOpt = None,
@@ -263,7 +287,7 @@ def ask(
     if (question is None) == (file is None):
         _error("give one QUESTION or --file QUESTIONS.txt")
         raise typer.Exit(2)
-    settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
+    settings = _settings(index_dir=_location(index_dir, index_uri), retriever=retriever, reader=reader,
                          allow_download=allow_download, reader_runtime=runtime, calibration=calibration)
     if file is not None:
         questions = _run(lambda: _read_questions(file))
@@ -352,6 +376,7 @@ def _ask_once(settings, question: str, top_k, min_score):
 @app.command(short_help="Ask one question after another in the terminal.")
 def chat(
     index_dir: IndexDir = None,
+    index_uri: IndexUri = None,
     top_k: TopK = None,
     retriever: RetrieverOpt = None,
     reader: ReaderOpt = None,
@@ -363,11 +388,18 @@ def chat(
     """Chat with your documents: ask one question after another (:help inside lists commands)."""
     from qa.chat import chat_loop, prompt_reader
 
-    settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
+    settings = _settings(index_dir=_location(index_dir, index_uri), retriever=retriever, reader=reader,
                          allow_download=allow_download,
                          reader_runtime=runtime, calibration=calibration)
     assistant = _run(lambda: _open_assistant(settings))
-    history = Path(assistant.settings.index_dir) / ".chat_history"
+    from qa.config import model_cache_dir
+    from qa.store import is_milvus_location
+
+    where = assistant.settings.index_dir
+    # a Milvus index is not a folder of ours: its history lives in qa's cache, one file per index
+    history = (model_cache_dir().parent / "chat_history" / hashlib.sha256(where.encode()).hexdigest()[:16]
+               if is_milvus_location(where) else Path(where) / ".chat_history")
+    history.parent.mkdir(parents=True, exist_ok=True)
     try:
         _run(lambda: chat_loop(
             lambda q, k: assistant.ask(q, top_k=k, min_score=min_score),
@@ -383,6 +415,7 @@ def chat(
 @app.command(short_help="Show what the index holds: documents, passages, models, settings.")
 def status(
     index_dir: IndexDir = None,
+    index_uri: IndexUri = None,
     docs: Annotated[bool, typer.Option("--docs", help="Also list every document: id, passages, source.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
@@ -390,7 +423,7 @@ def status(
     from qa.indexing import index_status
     from qa.render import render_documents, render_status
 
-    settings = _settings(index_dir=str(index_dir) if index_dir else None)
+    settings = _settings(index_dir=_location(index_dir, index_uri))
     info = _run(lambda: index_status(settings.index_dir, documents=docs))
     if as_json:
         _print_json(info)
@@ -409,6 +442,7 @@ def show(
     span: Annotated[str | None, typer.Argument(
         metavar="[START:END]", help="A citation's character offsets: show that span in its context.")] = None,
     index_dir: IndexDir = None,
+    index_uri: IndexUri = None,
     context: Annotated[int, typer.Option(min=0, help="Characters of context on each side of the span.")] = 300,
     as_json: Annotated[bool, typer.Option("--json", help="Print the text and offsets as JSON.")] = False,
 ) -> None:
@@ -419,7 +453,7 @@ def show(
     """
     from qa.show import parse_span, show_document
 
-    settings = _settings(index_dir=str(index_dir) if index_dir else None)
+    settings = _settings(index_dir=_location(index_dir, index_uri))
     try:
         cited = parse_span(span) if span is not None else None
     except ValueError as exc:
@@ -440,12 +474,13 @@ def show(
 def remove(
     doc_ids: Annotated[list[str], typer.Argument(help="Document ids to remove (see `qa status --docs`).")],
     index_dir: IndexDir = None,
+    index_uri: IndexUri = None,
     wait: Annotated[float, typer.Option(min=0.0, help="Seconds to wait for a running `qa index` to finish.")] = 0.0,
 ) -> None:
     """Remove documents from the index (exit 1 if one of them is not there)."""
     from qa.indexing import remove_documents
 
-    settings = _settings(index_dir=str(index_dir) if index_dir else None)
+    settings = _settings(index_dir=_location(index_dir, index_uri))
     removed = _run(lambda: remove_documents(doc_ids, settings.index_dir, wait=wait))
     missing = [d for d in doc_ids if d not in removed]
     if removed:
@@ -461,6 +496,7 @@ def eval_(
     gold: Annotated[Path, typer.Argument(help="Gold file: JSONL (id, question, answers) or SQuAD v1.1/v2.0 JSON.",
                                          exists=True, dir_okay=False)] = Path("eval/gold.jsonl"),
     index_dir: IndexDir = None,
+    index_uri: IndexUri = None,
     mode: Annotated[str, typer.Option(help="pipeline (retrieve, then read), reader (gold paragraph; SQuAD) or "
                                            "retrieval (recall@k and MRR only; no reader).")]
     = "pipeline",
@@ -492,7 +528,7 @@ def eval_(
     how well the score is calibrated (expected calibration error and a reliability table)."""
     from qa import evaluation, render_eval
 
-    settings = _settings(index_dir=str(index_dir) if index_dir else None, retriever=retriever, reader=reader,
+    settings = _settings(index_dir=_location(index_dir, index_uri), retriever=retriever, reader=reader,
                          allow_download=allow_download,
                          passages_k=top_k, reader_runtime=runtime, calibration=calibration)
     # checked before any work: a typo must not cost an indexing run, or the results at the end
@@ -614,6 +650,7 @@ def _with_progress(fn: Callable[[Callable[[str, int, int], None]], T]) -> T:
 @app.command(short_help="Serve questions over HTTP: a JSON API and a web page (on 127.0.0.1 by default).")
 def serve(
     index_dir: IndexDir = None,
+    index_uri: IndexUri = None,
     host: Annotated[str, typer.Option(
         help="Address to listen on. One other than loopback (127.0.0.1, ::1) needs a token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
@@ -637,7 +674,7 @@ def serve(
     """
     from qa.config import server_token
 
-    settings = _settings(index_dir=str(index_dir) if index_dir else None)
+    settings = _settings(index_dir=_location(index_dir, index_uri))
     token = token if token is not None else server_token()
     from qa import server
 

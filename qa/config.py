@@ -72,7 +72,7 @@ class Settings:
     reader_runtime: str = "auto"
 
     # Locations and hardware.
-    index_dir: str = "index"
+    index_dir: str = "index"  # a folder; or a Milvus Lite file (*.db) or server URI (http://host:19530)
     device: str = "cpu"
     threads: int | None = None  # torch / ONNX intra-op threads; None: the library's default
 
@@ -215,6 +215,11 @@ def model_cache_dir() -> Path:
         return Path(env)
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "qa" / "models"
+
+
+def milvus_token() -> str:
+    """The token for a Milvus server (``QA_MILVUS_TOKEN``, "user:password" or an API key); "" for none."""
+    return os.environ.get("QA_MILVUS_TOKEN", "")
 
 
 def server_token() -> str | None:

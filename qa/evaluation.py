@@ -245,8 +245,8 @@ def evaluate_file(
 
 def save_threshold(index_dir: str | Path, threshold: float) -> None:
     """Store the abstention threshold in the index, where `qa ask` and `qa chat` pick it up."""
-    from qa.store import PassageStore
+    from qa.store import open_index
 
     _check_threshold(threshold)
-    with PassageStore.open_for_write(index_dir) as store:
+    with open_index(index_dir, readonly=False) as store:
         store.set_setting("min_score", float(threshold))

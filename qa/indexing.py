@@ -51,9 +51,9 @@ def follow_index(settings: Settings, index_dir: str | Path, *, given: Collection
         ValueError: the index's chunking and an explicit one do not combine (overlap >= size).
     """
     from qa.config import PACKAGED_EMBEDDER
-    from qa.store import PassageStore
+    from qa.store import peek_index_manifest
 
-    manifest = PassageStore.peek_manifest(index_dir)
+    manifest = peek_index_manifest(index_dir)
     if manifest is None:
         return settings
     changes: dict = {}
@@ -77,9 +77,9 @@ def index_status(index_dir: str | Path, *, documents: bool = False) -> dict:
     ``document_list``, one entry per document (doc_id, title, source, chars, passages)."""
     from dataclasses import asdict
 
-    from qa.store import PassageStore
+    from qa.store import open_index
 
-    with PassageStore.open(index_dir) as store:
+    with open_index(index_dir) as store:
         info = asdict(store.stats())
         if documents:
             info["document_list"] = store.document_summaries()
@@ -209,11 +209,13 @@ def index_documents(
     atomic change (a damaged index is deleted and created afresh once the new vectors are ready).
     ``wait`` is how many seconds to wait for another writer before IndexLockedError.
     """
-    from qa.store import DB_NAME, PassageStore
+    from qa.store import DB_NAME, PassageStore, is_milvus_location
 
     t0 = time.perf_counter()
     settings = settings or Settings.from_env()
-    index_dir = Path(index_dir if index_dir is not None else settings.index_dir)
+    location = index_dir if index_dir is not None else settings.index_dir
+    milvus = is_milvus_location(location)
+    index_dir = Path(location)
     embedder = embedder or factory.make_embedder(settings)
     spec = {
         "embedder": embedder.model_name,
@@ -222,13 +224,24 @@ def index_documents(
         "chunk_overlap": settings.chunk_overlap,
         "lock_timeout": wait,
     }
-    if rebuild or not (index_dir / DB_NAME).is_file():  # checked before an index is created
+    if milvus:
+        from qa.store.milvus import MilvusStore
+
+        index_dir = str(location)  # a URI: not a path to normalize
+        exists = MilvusStore.peek_manifest(index_dir) is not None
+    else:
+        exists = (index_dir / DB_NAME).is_file()
+    if rebuild or not exists:  # checked before an index is created
         if not docs:
             raise EmptyCorpusError("no readable documents to index")
         _check_chunk_size(settings.chunk_size, embedder)
     # The write lock is held from here to the end, so a second writer fails (or waits) at once. A damaged
     # index being rebuilt cannot be opened: it is only locked.
-    store = _open_for_rebuild(index_dir, spec) if rebuild else PassageStore.open_or_create(index_dir, **spec)
+    if milvus:
+        store = (MilvusStore.open_for_rebuild(index_dir, **spec) if rebuild
+                 else MilvusStore.open_or_create(index_dir, **spec))
+    else:
+        store = _open_for_rebuild(index_dir, spec) if rebuild else PassageStore.open_or_create(index_dir, **spec)
     lock = PassageStore.write_lock(index_dir, lock_timeout=wait) if store is None else None
     try:
         known = store.document_hashes() if store is not None else {}
@@ -364,10 +377,10 @@ def remove_documents(
 
     Unknown ids are ignored. ``wait`` is how many seconds to wait for another writer.
     """
-    from qa.store import PassageStore
+    from qa.store import open_index
 
-    index_dir = Path(index_dir if index_dir is not None else Settings.from_env().index_dir)
-    with PassageStore.open_for_write(index_dir, lock_timeout=wait) as store:
+    index_dir = index_dir if index_dir is not None else Settings.from_env().index_dir
+    with open_index(index_dir, readonly=False, lock_timeout=wait) as store:
         known = store.document_hashes()
         present = [d for d in dict.fromkeys(doc_ids) if d in known]
         if present:

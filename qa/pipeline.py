@@ -40,11 +40,12 @@ class Assistant:
         Precedence: defaults < the index's manifest and saved settings < ``settings``/``overrides``.
         """
         from qa.retriever import Retriever
-        from qa.store import PassageStore
+        from qa.store import is_milvus_location, open_index
 
         settings = (settings or Settings.from_env()).merge(**overrides)
-        index_dir = Path(index_dir if index_dir is not None else settings.index_dir)
-        store = PassageStore.open(index_dir)
+        index_dir = index_dir if index_dir is not None else settings.index_dir
+        index_dir = str(index_dir) if is_milvus_location(index_dir) else Path(index_dir)
+        store = open_index(index_dir)
         try:
             saved = store.get_setting("min_score")
             settings = resolve_settings(settings, store.manifest.embedder, saved)

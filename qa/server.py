@@ -61,6 +61,7 @@ from qa.errors import (
 from qa.schema import Span
 from qa.serving import ApiError, Service
 from qa.show import SHOW_CONTEXT_CHARS
+from qa.store import open_index
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -292,7 +293,6 @@ def create_app(
         IndexNotFoundError, IndexCorruptError, IndexMismatchError: no readable index there.
         ValueError: a limit is out of range.
     """
-    from qa.store import PassageStore
 
     settings = settings or Settings.from_env()
     index_dir = Path(index_dir if index_dir is not None else settings.index_dir)
@@ -308,7 +308,7 @@ def create_app(
         raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
     if token is not None and not token.strip():
         raise ValueError("the token is empty")
-    PassageStore.open(index_dir).close()  # a missing or damaged index fails now, not on the first question
+    open_index(index_dir).close()  # a missing or damaged index fails now, not on the first question
     service = Service(index_dir, settings, workers=workers, queue_size=queue_size, timeout_s=timeout_s)
 
     @asynccontextmanager

@@ -175,9 +175,9 @@ class Service:
         raise ApiError(503, "the models are still loading; try again in a few seconds", {"Retry-After": "2"})
 
     def _open_store(self):
-        from qa.store import PassageStore
+        from qa.store import open_index
 
-        return PassageStore.open(self.index_dir)
+        return open_index(self.index_dir)
 
     def _open_assistant(self):
         """An Assistant over this thread's own store, sharing the loaded models (what Assistant.open wires)."""

@@ -90,9 +90,9 @@ def show_document(
         DocumentNotFoundError: no document ``doc_id`` in it.
         QAError: the span runs past the document.
     """
-    from qa.store import PassageStore
+    from qa.store import open_index
 
-    store = PassageStore.open(index_dir)
+    store = open_index(index_dir)
     try:
         try:
             doc = store.get_document(doc_id)

@@ -106,7 +106,8 @@ def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
     space, stray punctuation or markup characters, and holds no unbalanced bracket or quote at its edges
     (``[NaCl`` -> ``NaCl``, ``RFC8878]`` -> ``RFC8878``, ``"Moscow`` -> ``Moscow``); balanced ones stay
     (``(ISIS-K)``, ``"Crocus City Hall"``), and so do the first characters of a path or dotfile
-    (``~/.pyenv/version``, ``./configure``, ``.python-version``). The result is a sub-span: offsets still index ``text``.
+    (``~/.pyenv/version``, ``./configure``, ``.python-version``). The result is a sub-span: offsets still index
+    ``text``.
     """
     if not 0 <= start <= end <= len(text):
         raise ValueError(f"span [{start}, {end}) is not inside a text of {len(text)} characters")

@@ -26,6 +26,8 @@ renamed into place last.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from qa.store.files import DB_NAME, LOCK_NAME
 from qa.store.manifest import FORMAT_VERSION, IndexStats, Manifest
@@ -34,6 +36,10 @@ from qa.store.rows import ScoredChunk, build_fts_query, document_sha256
 
 __all__ = [
     "DB_NAME",
+    "is_milvus_location",
+    "open_index",
+    "open_or_create_index",
+    "peek_index_manifest",
     "FORMAT_VERSION",
     "LOCK_NAME",
     "IndexStats",
@@ -48,3 +54,36 @@ __all__ = [
 # "committed"); the crash-safety tests set it to SIGKILL the process there. It lives here, not in
 # the module that calls it, so that setting `qa.store._crash_hook` still reaches that code.
 _crash_hook: Callable[[str], None] | None = None
+
+
+def is_milvus_location(location: str | Path) -> bool:
+    """True when an index location names Milvus (a Milvus Lite ``*.db`` file or a server URI), not a folder."""
+    s = str(location)
+    return s.startswith(("http://", "https://", "tcp://", "unix:")) or s.endswith(".db")
+
+
+def open_index(location: str | Path, *, readonly: bool = True, lock_timeout: float = 0.0) -> Any:
+    """The store at ``location``: a :class:`PassageStore` folder, or a Milvus database (qa.store.milvus)."""
+    if is_milvus_location(location):
+        from qa.store.milvus import MilvusStore
+
+        return MilvusStore.open(str(location), readonly=readonly, lock_timeout=lock_timeout)
+    return PassageStore.open(location, readonly=readonly, lock_timeout=lock_timeout)
+
+
+def open_or_create_index(location: str | Path, **spec: Any) -> Any:
+    """The store at ``location`` open for writing, created empty when there is none (see ``open_or_create``)."""
+    if is_milvus_location(location):
+        from qa.store.milvus import MilvusStore
+
+        return MilvusStore.open_or_create(str(location), **spec)
+    return PassageStore.open_or_create(location, **spec)
+
+
+def peek_index_manifest(location: str | Path) -> Manifest | None:
+    """The manifest of the index at ``location``, or None when there is no readable one."""
+    if is_milvus_location(location):
+        from qa.store.milvus import MilvusStore
+
+        return MilvusStore.peek_manifest(str(location))
+    return PassageStore.peek_manifest(location)

@@ -1,0 +1,595 @@
+"""Milvus as the passage store (pymilvus): documents, passages with their offsets, dense vectors and BM25 in one
+Milvus database, so that several ``qa`` processes on several machines can share one index.
+
+Chosen by the index's location (:func:`is_milvus_location`): a ``*.db`` file is Milvus Lite (embedded, what the
+tests use), ``http://host:19530`` a Milvus server or cluster (token from ``QA_MILVUS_TOKEN``). Four collections,
+named with the prefix ``qa_``:
+
+- ``qa_manifest``: the same manifest as a local index (format version, embedder and dim, chunking, counts, saved
+  settings), one row per key;
+- ``qa_documents``: one row per document (source, title, sha256, counts): the *marker* that the document is whole;
+- ``qa_parts``: the document's text in parts of :data:`PART_CHARS` characters (Milvus strings are at most 64 KiB);
+- ``qa_passages``: each passage's offsets, stored text, model view, dense vector and a BM25 sparse vector that
+  Milvus computes (its BM25 function) from the view's words, stemmed and without stop words by :func:`bm25_text`
+  (Milvus Lite's analyzer has no stemmer, so the stemming is done here, the same for every Milvus).
+
+What it guarantees instead of one atomic change: Milvus has no transaction across collections, so a change is
+made document by document, in an order that readers and the next writer can rely on. A document's marker row is
+deleted first and written last; its passages and parts go in between. Readers only use passages whose document
+has a marker, so they never cite a half-written document (they may see a batch half-applied: some documents
+new, others old). Before it starts, a writer records the documents it is about to touch in the manifest
+(``pending``); the next writer deletes what a killed one left of them. One writer at a time is the rule, as for a
+local index, but Milvus cannot enforce it: a writer records a lease (``writer``: host, pid, time) that another
+``qa index`` respects for :data:`LEASE_S` seconds; two writers racing within a second are not prevented.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import socket
+import time
+import unicodedata
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa.errors import IndexLockedError, IndexMismatchError, IndexNotFoundError, QAError
+from qa.schema import Chunk, Document
+from qa.store.manifest import FORMAT_VERSION, IndexStats, Manifest, _now
+from qa.store.rows import _STOP_WORDS, ScoredChunk, document_sha256
+
+log = logging.getLogger(__name__)
+
+PREFIX = "qa_"
+PART_CHARS = 16_000  # 4 bytes a character at most: a part stays under Milvus' 65,535-byte strings
+MAX_STRING = 65_535
+LEASE_S = 600.0  # a writer's lease lasts this long without renewal (each batch renews it)
+_ID_CHARS = 1_024
+_DUMMY_DIM = 2  # every Milvus collection needs a vector field; the bookkeeping ones carry a constant one
+_DUMMY = [0.0, 1.0]
+_PAGE = 1_000
+
+
+_stemmer = None
+
+
+def bm25_text(text: str) -> str:
+    """The words BM25 counts in ``text``: lower-cased alphanumeric runs (as FTS5's unicode61 splits them), English
+    stop words dropped, Porter-stemmed (snowballstemmer), joined by spaces."""
+    global _stemmer
+    if _stemmer is None:
+        import snowballstemmer
+
+        _stemmer = snowballstemmer.stemmer("porter")
+    words = [w for w in re.findall(r"[^\W_]+", unicodedata.normalize("NFC", text).casefold())
+             if w not in _STOP_WORDS]
+    return " ".join(_stemmer.stemWords(words))
+
+
+def _ids_filter(field: str, values: Sequence[str]) -> str:
+    """``field in [...]`` with each string as a JSON literal (Milvus' expressions read JSON string escapes)."""
+    return f"{field} in [{', '.join(json.dumps(v, ensure_ascii=False) for v in values)}]"
+
+
+def _passage_id(chunk: Chunk, sha: str) -> int:
+    """A 60-bit id for a passage: the same passage of the same text always gets the same one."""
+    return int(hashlib.sha256(f"{chunk.chunk_id}\x00{sha}".encode()).hexdigest()[:15], 16)
+
+
+def _versions() -> dict[str, str]:
+    import pymilvus
+
+    return {"pymilvus": str(getattr(pymilvus, "__version__", "?")), "python": platform.python_version()}
+
+
+class MilvusStore:
+    """The passage store in Milvus; the same methods as :class:`~qa.store.PassageStore` that retrieval, indexing
+    and answering use. Open it with :meth:`open`, :meth:`open_for_write` or :meth:`open_or_create`."""
+
+    def __init__(self, uri: str, client: Any, *, readonly: bool) -> None:
+        """Use the class methods; this wraps a connected client."""
+        self.uri = uri
+        self._client = client
+        self._readonly = readonly
+        self._manifest: Manifest | None = None
+        self._lease = False
+
+    # ---- opening -------------------------------------------------------------------------------
+    @staticmethod
+    def _connect(uri: str, *, create: bool) -> Any:
+        from qa.config import milvus_token
+
+        if uri.endswith(".db") and not create and not Path(uri).exists():
+            raise IndexNotFoundError(f"no index at {uri}: build one with `qa index PATH --index-uri {uri}`")
+        try:
+            from pymilvus import MilvusClient
+        except ImportError as exc:
+            raise QAError(f"{uri} is a Milvus index, and pymilvus is not installed: pip install 'qa[milvus]'") from exc
+        if uri.endswith(".db") and create:
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        if uri.endswith(".db"):
+            # Milvus Lite's in-process server lacks AllocTimestamp: query iterators log its traceback (grpc) and a
+            # warning (pymilvus), then work with the client's clock; neither is the user's concern
+            logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+            logging.getLogger("pymilvus").setLevel(logging.ERROR)
+        try:
+            return MilvusClient(uri=uri, token=milvus_token())
+        except Exception as exc:  # noqa: BLE001 - any connection failure is reported with the URI
+            raise QAError(f"cannot connect to Milvus at {uri}: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def open(cls, uri: str | Path, *, readonly: bool = True, lock_timeout: float = 0.0) -> MilvusStore:
+        """Open an existing index; IndexNotFoundError if the database holds none."""
+        uri = str(uri)
+        store = cls(uri, cls._connect(uri, create=False), readonly=readonly)
+        try:
+            store._load()
+            store._manifest = store._read_manifest()
+            if not readonly:
+                store._take_lease(lock_timeout)
+                store._recover()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def open_for_write(cls, uri: str | Path, *, lock_timeout: float = 0.0) -> MilvusStore:
+        """Open an existing index to change it."""
+        return cls.open(uri, readonly=False, lock_timeout=lock_timeout)
+
+    @classmethod
+    def peek_manifest(cls, uri: str | Path) -> Manifest | None:
+        """The manifest of the index at ``uri``, or None when there is no readable one."""
+        try:
+            with cls.open(uri) as store:
+                return store.manifest
+        except QAError:
+            return None
+
+    @classmethod
+    def open_or_create(
+        cls, uri: str | Path, *, embedder: str, dim: int, chunk_size: int, chunk_overlap: int,
+        lock_timeout: float = 0.0,
+    ) -> MilvusStore:
+        """Open the index at ``uri`` for writing, creating it (empty) when there is none.
+
+        Raises:
+            IndexMismatchError: it exists and was built with another embedder or chunking.
+        """
+        uri = str(uri)
+        store = cls(uri, cls._connect(uri, create=True), readonly=False)
+        try:
+            store._load()
+            if not store._client.has_collection(PREFIX + "manifest"):
+                store._create(embedder=embedder, dim=dim, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+            store._manifest = store._read_manifest()
+            store.check_embedder(embedder, dim)
+            m = store._manifest
+            if (m.chunk_size, m.chunk_overlap) != (chunk_size, chunk_overlap):
+                raise IndexMismatchError(
+                    f"the index at {uri} was chunked with size {m.chunk_size} and overlap {m.chunk_overlap}, not "
+                    f"{chunk_size} and {chunk_overlap}; add --rebuild to chunk every document again"
+                )
+            store._take_lease(lock_timeout)
+            store._recover()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def open_for_rebuild(cls, uri: str | Path, *, lock_timeout: float = 0.0, **spec: Any) -> MilvusStore:
+        """Open the index at ``uri`` for a rebuild whatever it was built with (``apply(replace_all=...)`` then
+        empties it); an unreadable or missing one is created afresh with ``spec``."""
+        uri = str(uri)
+        store = cls(uri, cls._connect(uri, create=True), readonly=False)
+        try:
+            try:
+                store._load()
+                store._manifest = store._read_manifest()
+            except QAError:
+                store._drop_all()
+                store._create(**{k: spec[k] for k in ("embedder", "dim", "chunk_size", "chunk_overlap")})
+                store._manifest = store._read_manifest()
+            store._take_lease(lock_timeout)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        """Give up the writer's lease and the connection."""
+        if self._client is None:
+            return
+        try:
+            if self._lease:
+                self._write_manifest({"writer": None})
+        except Exception as exc:  # noqa: BLE001 - closing must not fail; the lease expires anyway
+            log.warning("could not release the writer lease of %s: %s", self.uri, exc)
+        finally:
+            self._lease = False
+            try:
+                self._client.close()
+            finally:
+                self._client = None
+
+    def __enter__(self) -> MilvusStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def index_dir(self) -> str:
+        """Where the index is (its URI); the name is the local store's."""
+        return self.uri
+
+    @property
+    def readonly(self) -> bool:
+        """True when opened for reading only."""
+        return self._readonly
+
+    @property
+    def manifest(self) -> Manifest:
+        """How the index was built (read when opened, refreshed after each change)."""
+        assert self._manifest is not None  # noqa: S101 - set by every constructor path
+        return self._manifest
+
+    # ---- schema and manifest -------------------------------------------------------------------
+    def _create(self, *, embedder: str, dim: int, chunk_size: int, chunk_overlap: int) -> None:
+        from pymilvus import DataType, Function, FunctionType
+
+        c = self._client
+
+        def bookkeeping(name: str, fields: list[tuple[str, Any, dict]]) -> None:
+            schema = c.create_schema(auto_id=False)
+            for fname, ftype, kw in fields:
+                schema.add_field(fname, ftype, **kw)
+            schema.add_field("dummy", DataType.FLOAT_VECTOR, dim=_DUMMY_DIM)
+            index = c.prepare_index_params()
+            index.add_index("dummy", index_type="FLAT", metric_type="IP")
+            c.create_collection(PREFIX + name, schema=schema, index_params=index, consistency_level="Strong")
+
+        varchar = DataType.VARCHAR
+        bookkeeping("manifest", [("key", varchar, {"max_length": 128, "is_primary": True}),
+                                 ("value", varchar, {"max_length": MAX_STRING})])
+        bookkeeping("documents", [
+            ("doc_id", varchar, {"max_length": _ID_CHARS, "is_primary": True}),
+            ("source", varchar, {"max_length": 4_096}), ("title", varchar, {"max_length": 1_024}),
+            ("sha256", varchar, {"max_length": 64}), ("n_chars", DataType.INT64, {}),
+            ("n_chunks", DataType.INT64, {}), ("n_parts", DataType.INT64, {}),
+            ("added_at", varchar, {"max_length": 64}),
+        ])
+        bookkeeping("parts", [("part_id", varchar, {"max_length": _ID_CHARS + 16, "is_primary": True}),
+                              ("doc_id", varchar, {"max_length": _ID_CHARS}), ("n", DataType.INT64, {}),
+                              ("text", varchar, {"max_length": MAX_STRING})])
+        schema = c.create_schema(auto_id=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("chunk_id", varchar, max_length=_ID_CHARS + 16)
+        schema.add_field("doc_id", varchar, max_length=_ID_CHARS)
+        schema.add_field("ordinal", DataType.INT64)
+        schema.add_field("char_start", DataType.INT64)
+        schema.add_field("char_end", DataType.INT64)
+        schema.add_field("text", varchar, max_length=MAX_STRING)
+        schema.add_field("bm25_text", varchar, max_length=MAX_STRING, enable_analyzer=True,
+                         analyzer_params={"tokenizer": "standard"})
+        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=dim)
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["bm25_text"],
+                                     output_field_names=["sparse"]))
+        index = c.prepare_index_params()
+        index.add_index("vec", index_type="FLAT", metric_type="IP")  # exact, as the local store below its ANN size
+        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        c.create_collection(PREFIX + "passages", schema=schema, index_params=index, consistency_level="Strong")
+        now = _now()
+        self._write_manifest({
+            "format_version": FORMAT_VERSION, "embedder": embedder, "dim": dim, "chunk_size": chunk_size,
+            "chunk_overlap": chunk_overlap, "generation": 0, "faiss_file": "", "faiss_sha256": "", "faiss_bytes": 0,
+            "n_documents": 0, "n_chunks": 0, "next_rowid": 1, "created_at": now, "updated_at": now,
+            "versions": _versions(), "settings": {}, "pending": [], "writer": None,
+        })
+
+    def _load(self) -> None:
+        """Load the collections into memory (a database opened again holds them released)."""
+        for name in ("manifest", "documents", "parts", "passages"):
+            if self._client.has_collection(PREFIX + name):
+                self._client.load_collection(PREFIX + name)
+
+    def _drop_all(self) -> None:
+        for name in ("passages", "parts", "documents", "manifest"):
+            if self._client.has_collection(PREFIX + name):
+                self._client.drop_collection(PREFIX + name)
+
+    def _raw_manifest(self) -> dict[str, Any]:
+        rows = self._client.query(PREFIX + "manifest", filter='key != ""', output_fields=["key", "value"],
+                                  limit=16_384)
+        return {r["key"]: json.loads(r["value"]) for r in rows}
+
+    def _read_manifest(self) -> Manifest:
+        if not self._client.has_collection(PREFIX + "manifest"):
+            raise IndexNotFoundError(f"no index at {self.uri}: build one with `qa index PATH --index-uri {self.uri}`")
+        raw = self._raw_manifest()
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise IndexMismatchError(
+                f"index {self.uri} has format version {raw.get('format_version')}, this qa reads {FORMAT_VERSION}; "
+                f"rebuild it with `qa index --rebuild PATH --index-uri {self.uri}`"
+            )
+        try:
+            return Manifest.from_dict(raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise QAError(f"{self.uri}: the manifest is incomplete ({exc!r}); rebuild the index") from exc
+
+    def _write_manifest(self, values: dict[str, Any]) -> None:
+        rows = [{"key": k, "value": json.dumps(v, ensure_ascii=False), "dummy": _DUMMY} for k, v in values.items()]
+        self._client.upsert(PREFIX + "manifest", rows)
+
+    def check_embedder(self, name: str, dim: int | None = None) -> None:
+        """Raise IndexMismatchError unless the index was built with embedder ``name`` (and ``dim``, if given)."""
+        m = self.manifest
+        if m.embedder != name or (dim is not None and m.dim != dim):
+            raise IndexMismatchError(
+                f"the index at {self.uri} was built with embedder {m.embedder!r} (dim {m.dim}), but {name!r} is "
+                f"configured; rebuild it with `qa index --rebuild PATH --index-uri {self.uri}`"
+            )
+
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        """A tunable saved in the manifest (``qa eval --save-threshold``), or ``default``."""
+        return self.manifest.settings.get(key, default)
+
+    def set_setting(self, key: str, value: Any) -> None:
+        """Save one tunable in the manifest's settings."""
+        self._require_writer()
+        settings = {**self._read_manifest().settings, key: value}
+        self._write_manifest({"settings": settings, "updated_at": _now()})
+        self._manifest = self._read_manifest()
+
+    # ---- the writer's lease and recovery -------------------------------------------------------
+    def _take_lease(self, lock_timeout: float) -> None:
+        deadline = time.monotonic() + lock_timeout
+        me = {"host": socket.gethostname(), "pid": os.getpid()}
+        while True:
+            holder = self._raw_manifest().get("writer")
+            if not holder or time.time() - float(holder.get("time", 0)) > LEASE_S or (
+                    holder.get("host"), holder.get("pid")) == (me["host"], me["pid"]):
+                break
+            if time.monotonic() >= deadline:
+                raise IndexLockedError(
+                    f"another qa process ({holder.get('host')}, pid {holder.get('pid')}) is writing to the index at "
+                    f"{self.uri}; wait for it to finish (or use --wait SECONDS)"
+                )
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        self._write_manifest({"writer": {**me, "time": time.time()}})
+        self._lease = True
+
+    def _recover(self) -> None:
+        """Delete what a killed writer left of the documents it was changing (those without a marker row)."""
+        pending = self._raw_manifest().get("pending") or []
+        if not pending:
+            return
+        have = {r["doc_id"] for r in self._query("documents", _ids_filter("doc_id", pending), ["doc_id"])}
+        orphans = [d for d in pending if d not in have]
+        if orphans:
+            log.info("index %s: removing what an interrupted write left of %d document(s)", self.uri, len(orphans))
+            self._client.delete(PREFIX + "passages", filter=_ids_filter("doc_id", orphans))
+            self._client.delete(PREFIX + "parts", filter=_ids_filter("doc_id", orphans))
+        self._write_manifest({"pending": []})
+        self._refresh_counts()
+
+    def _require_writer(self) -> None:
+        if self._readonly:
+            raise QAError(f"the index at {self.uri} was opened read-only")
+
+    # ---- reading -------------------------------------------------------------------------------
+    def _query(self, name: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
+        """Every row of collection ``name`` matching ``expr``, in pages."""
+        rows: list[dict[str, Any]] = []
+        it = self._client.query_iterator(PREFIX + name, batch_size=_PAGE, filter=expr, output_fields=fields)
+        try:
+            while batch := it.next():
+                rows.extend(batch)
+        finally:
+            it.close()
+        return rows
+
+    def _count(self, name: str) -> int:
+        res = self._client.query(PREFIX + name, filter="", output_fields=["count(*)"])
+        return int(res[0]["count(*)"]) if res else 0
+
+    def document_hashes(self) -> dict[str, str]:
+        """``{doc_id: sha256}`` of every whole document."""
+        return {r["doc_id"]: r["sha256"] for r in self._query("documents", 'doc_id != ""', ["doc_id", "sha256"])}
+
+    def document_summaries(self) -> list[dict[str, Any]]:
+        """Per document, in doc_id order: ``doc_id``, ``title``, ``source``, ``chars`` and ``passages``."""
+        rows = self._query("documents", 'doc_id != ""', ["doc_id", "title", "source", "n_chars", "n_chunks"])
+        return [{"doc_id": r["doc_id"], "title": r["title"], "source": r["source"], "chars": int(r["n_chars"]),
+                 "passages": int(r["n_chunks"])} for r in sorted(rows, key=lambda r: r["doc_id"])]
+
+    def _documents(self, doc_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ids = sorted(set(doc_ids))
+        if not ids:
+            return {}
+        rows = self._query("documents", _ids_filter("doc_id", ids), ["doc_id", "source", "title", "n_parts"])
+        return {r["doc_id"]: r for r in rows}
+
+    def get_document(self, doc_id: str) -> Document:
+        """The stored document; KeyError if absent."""
+        row = self._documents([doc_id]).get(doc_id)
+        if row is None:
+            raise KeyError(f"no document {doc_id!r} in index {self.uri}")
+        parts = sorted(self._query("parts", _ids_filter("doc_id", [doc_id]), ["n", "text"]), key=lambda r: r["n"])
+        if len(parts) != int(row["n_parts"]):
+            raise QAError(f"document {doc_id!r} in {self.uri} has {len(parts)} of its {row['n_parts']} parts")
+        return Document(doc_id, "".join(p["text"] for p in parts), row["title"], row["source"])
+
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        """The chunks of a document in order; [] if it has none or is absent."""
+        if doc_id not in self._documents([doc_id]):
+            return []
+        rows = self._query("passages", _ids_filter("doc_id", [doc_id]),
+                           ["chunk_id", "doc_id", "ordinal", "char_start", "char_end", "text"])
+        return [_chunk(r) for r in sorted(rows, key=lambda r: r["ordinal"])]
+
+    def stats(self) -> IndexStats:
+        """Counts, embedder, settings and times of the index; the size of a Milvus Lite one (a server's: 0)."""
+        m = self._read_manifest()
+        local = Path(self.uri)  # Milvus Lite: a folder of files; a server's sizes are its own business
+        size = sum(f.stat().st_size for f in local.rglob("*") if f.is_file()) if self.uri.endswith(".db") else 0
+        return IndexStats(
+            index_dir=self.uri, documents=m.n_documents, chunks=m.n_chunks, embedder=m.embedder, dim=m.dim,
+            chunk_size=m.chunk_size, chunk_overlap=m.chunk_overlap, generation=m.generation, sqlite_bytes=size,
+            faiss_bytes=0, settings=dict(m.settings), created_at=m.created_at, updated_at=m.updated_at,
+            versions=dict(m.versions),
+        )
+
+    def _scored(self, hits: list[dict[str, Any]], scores: list[float]) -> list[ScoredChunk]:
+        """Hits of whole documents only (a document being rewritten has no marker row), with their sources."""
+        docs = self._documents(h["entity"]["doc_id"] for h in hits)
+        return [ScoredChunk(int(h["id"]), _chunk(h["entity"]), s, docs[h["entity"]["doc_id"]]["source"])
+                for h, s in zip(hits, scores, strict=True) if h["entity"]["doc_id"] in docs]
+
+    _FIELDS = ["chunk_id", "doc_id", "ordinal", "char_start", "char_end", "text"]
+
+    def search_dense(self, query_vec: np.ndarray, k: int) -> list[ScoredChunk]:
+        """The ``k`` chunks whose vectors are closest to ``query_vec`` by cosine, best first."""
+        if k < 0:
+            raise ValueError(f"k must not be negative, got {k}")
+        q = np.asarray(query_vec, dtype=np.float32).reshape(-1)
+        if q.shape[0] != self.manifest.dim:
+            raise ValueError(f"query vector has {q.shape[0]} dimensions, the index {self.manifest.dim}")
+        if k == 0:
+            return []
+        q = q / (np.linalg.norm(q) or 1.0)
+        res = self._client.search(PREFIX + "passages", data=[q.tolist()], anns_field="vec", limit=k,
+                                  output_fields=self._FIELDS, search_params={"metric_type": "IP"})
+        hits = list(res[0]) if res else []
+        return self._scored(hits, [float(h["distance"]) for h in hits])
+
+    def search_bm25(self, query: str, k: int) -> list[ScoredChunk]:
+        """The ``k`` chunks that best match the words of ``query`` by BM25, best first."""
+        if k < 0:
+            raise ValueError(f"k must not be negative, got {k}")
+        words = bm25_text(query)
+        if not words or k == 0:
+            return []
+        res = self._client.search(PREFIX + "passages", data=[words], anns_field="sparse", limit=k,
+                                  output_fields=self._FIELDS, search_params={"metric_type": "BM25"})
+        hits = list(res[0]) if res else []
+        # Milvus reports BM25 as a distance to sort by; the score here is higher-is-better, as FTS5's negated bm25()
+        return self._scored(hits, [abs(float(h["distance"])) for h in hits])
+
+    def verify(self) -> None:
+        """Check every document: its parts join to its length, its passages slice back out of it, no orphans."""
+        docs = {r["doc_id"]: r for r in self._query("documents", 'doc_id != ""', ["doc_id", "n_chunks", "sha256"])}
+        for doc_id, row in docs.items():
+            doc = self.get_document(doc_id)
+            if document_sha256(doc) != row["sha256"]:
+                raise QAError(f"document {doc_id!r} in {self.uri} does not match its sha256")
+            chunks = self.chunks_of(doc_id)
+            if len(chunks) != int(row["n_chunks"]):
+                raise QAError(f"document {doc_id!r} in {self.uri} has {len(chunks)} of its {row['n_chunks']} passages")
+            for c in chunks:
+                c.check(doc)
+        orphans = {r["doc_id"] for r in self._query("passages", 'doc_id != ""', ["doc_id"])} - set(docs)
+        if orphans and not (self._raw_manifest().get("pending")):
+            raise QAError(f"{self.uri} holds passages of {len(orphans)} document(s) it does not list")
+
+    # ---- writing -------------------------------------------------------------------------------
+    def apply(
+        self,
+        upserts: Sequence[tuple[Document, Sequence[Chunk], np.ndarray]],
+        deletes: Sequence[str],
+        *,
+        replace_all: dict[str, Any] | None = None,
+    ) -> None:
+        """Add or replace documents with their chunks and vectors, and delete others (see the module for what a
+        change guarantees on Milvus). ``replace_all`` (a rebuild) empties the index first and builds it with
+        those settings."""
+        from qa.store import _crash_hook
+
+        self._require_writer()
+        if replace_all is not None:
+            self._drop_all()
+            self._create(**{k: replace_all[k] for k in ("embedder", "dim", "chunk_size", "chunk_overlap")})
+            self._manifest = self._read_manifest()
+            self._take_lease(0.0)
+        dim = self.manifest.dim
+        for doc, chunks, vectors in upserts:
+            v = np.asarray(vectors)
+            if v.ndim != 2 or v.shape != (len(chunks), dim):
+                raise ValueError(
+                    f"document {doc.doc_id!r}: vectors of shape {v.shape}, expected ({len(chunks)}, {dim})")
+            for c in chunks:
+                c.check(doc)
+        touched = sorted({d.doc_id for d, _, _ in upserts} | set(deletes))
+        if not touched:
+            return
+        self._write_manifest({"pending": touched, "writer": {"host": socket.gethostname(), "pid": os.getpid(),
+                                                             "time": time.time()}})
+        for i in range(0, len(touched), _PAGE):
+            ids = touched[i : i + _PAGE]
+            self._client.delete(PREFIX + "documents", filter=_ids_filter("doc_id", ids))  # markers first
+            self._client.delete(PREFIX + "passages", filter=_ids_filter("doc_id", ids))
+            self._client.delete(PREFIX + "parts", filter=_ids_filter("doc_id", ids))
+        if _crash_hook:
+            _crash_hook("milvus_deleted")
+        now = _now()
+        for doc, chunks, vectors in upserts:
+            self._insert_document(doc, chunks, np.asarray(vectors, dtype=np.float32), now)
+        if _crash_hook:
+            _crash_hook("milvus_written")
+        self._write_manifest({"pending": []})
+        self._refresh_counts()
+
+    def _insert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, now: str) -> None:
+        from qa.modeltext import model_view
+
+        if len(doc.doc_id) > _ID_CHARS:
+            raise QAError(f"document id {doc.doc_id[:60]!r}... is longer than {_ID_CHARS} characters")
+        sha = document_sha256(doc)
+        parts = [doc.text[i : i + PART_CHARS] for i in range(0, len(doc.text), PART_CHARS)] or [""]
+        self._client.insert(PREFIX + "parts", [
+            {"part_id": f"{doc.doc_id}#{n}", "doc_id": doc.doc_id, "n": n, "text": p, "dummy": _DUMMY}
+            for n, p in enumerate(parts)
+        ])
+        rows = []
+        for n, (c, v) in enumerate(zip(chunks, vectors, strict=True)):
+            words = bm25_text(model_view(c.text, doc.source).text)
+            for name, value in (("text", c.text), ("bm25_text", words)):
+                if len(value.encode("utf-8", "surrogatepass")) > MAX_STRING:
+                    raise QAError(
+                        f"passage {c.chunk_id!r}: its {name} is longer than Milvus' {MAX_STRING}-byte strings")
+            rows.append({"id": _passage_id(c, sha), "chunk_id": c.chunk_id, "doc_id": doc.doc_id, "ordinal": n,
+                         "char_start": c.char_start, "char_end": c.char_end, "text": c.text, "bm25_text": words,
+                         "vec": v.tolist()})
+        for i in range(0, len(rows), _PAGE):
+            self._client.insert(PREFIX + "passages", rows[i : i + _PAGE])
+        from qa.store import _crash_hook
+
+        if _crash_hook:
+            _crash_hook("milvus_passages_written")
+        self._client.insert(PREFIX + "documents", [{
+            "doc_id": doc.doc_id, "source": doc.source[:4_096], "title": doc.title[:1_024], "sha256": sha,
+            "n_chars": len(doc.text), "n_chunks": len(chunks), "n_parts": len(parts), "added_at": now,
+            "dummy": _DUMMY,
+        }])
+
+    def _refresh_counts(self) -> None:
+        m = self._read_manifest()
+        self._write_manifest({
+            "n_documents": self._count("documents"), "n_chunks": self._count("passages"),
+            "generation": m.generation + 1, "updated_at": _now(),
+        })
+        self._manifest = self._read_manifest()
+
+
+def _chunk(r: dict[str, Any]) -> Chunk:
+    return Chunk(r["chunk_id"], r["doc_id"], int(r["char_start"]), int(r["char_end"]), r["text"])

@@ -1,0 +1,152 @@
+"""The Milvus backend (qa.store.milvus) on Milvus Lite: the same index, answers and guarantees through `--index-uri`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pymilvus")
+pytest.importorskip("milvus_lite")
+
+from conftest import TINY_DOCS, FakeEmbedder  # noqa: E402
+from test_cli_index import cli, patch_models  # noqa: E402
+
+import qa.store  # noqa: E402
+from qa import Settings, build_index  # noqa: E402
+from qa.errors import IndexLockedError, IndexNotFoundError  # noqa: E402
+from qa.store import PassageStore, is_milvus_location, open_index  # noqa: E402
+from qa.store.milvus import LEASE_S, MilvusStore, bm25_text  # noqa: E402
+
+
+@pytest.fixture
+def fake_models(monkeypatch):
+    return patch_models(monkeypatch)
+
+
+def test_locations_that_name_milvus():
+    assert is_milvus_location("idx.milvus.db") and is_milvus_location("http://host:19530")
+    assert is_milvus_location("https://x.zillizcloud.com") and not is_milvus_location("index")
+    assert not is_milvus_location(Path("runs/index"))
+
+
+def test_bm25_words_are_stemmed_without_stop_words():
+    assert bm25_text("The stripes of the capitals, ISIS-K!") == "stripe capit isi k"
+    assert bm25_text("the of and") == ""
+
+
+def test_missing_milvus_lite_file_is_index_not_found(tmp_path):
+    with pytest.raises(IndexNotFoundError, match="qa index PATH --index-uri"):
+        open_index(tmp_path / "none.db")
+    assert not (tmp_path / "none.db").exists()  # looking did not create it
+
+
+def test_same_passages_and_dense_search_as_the_local_store(tmp_path, tiny_corpus):
+    uri = str(tmp_path / "idx.db")
+    local = build_index([tiny_corpus], tmp_path / "local", embedder=FakeEmbedder())
+    remote = build_index([tiny_corpus], uri, embedder=FakeEmbedder())
+    assert (remote.documents, remote.passages) == (local.documents, local.passages)
+    q = FakeEmbedder().encode_query("capital of France")
+    with PassageStore.open(tmp_path / "local") as a, open_index(uri) as b:
+        assert a.document_hashes() == b.document_hashes()
+        for doc_id in TINY_DOCS:
+            assert a.chunks_of(doc_id) == b.chunks_of(doc_id)
+            assert a.get_document(doc_id) == b.get_document(doc_id)
+        da, db = a.search_dense(q, 4), b.search_dense(q, 4)
+        assert [s.chunk for s in da] == [s.chunk for s in db]
+        assert np.allclose([s.score for s in da], [s.score for s in db], atol=1e-5)
+        assert all(s.source for s in db)
+        assert b.search_bm25("capital of France", 1)[0].chunk.doc_id == "paris"
+        assert b.search_bm25("museums", 3)[0].chunk.doc_id == "berlin"
+        assert b.search_bm25("the of", 3) == []
+        b.verify()
+
+
+def test_cli_index_ask_status_show_remove_on_milvus_lite(tmp_path, tiny_corpus, fake_models, tiny_reader):
+    uri = str(tmp_path / "idx.milvus.db")
+    cli("index", tiny_corpus, "--index-uri", uri)
+    assert "Nothing changed" in cli("index", tiny_corpus, "--index-uri", uri).stdout
+    (tiny_corpus / "paris.txt").write_text("Paris is the capital of France. The Louvre opened in 1793.",
+                                           encoding="utf-8")
+    again = cli("index", tiny_corpus, "--index-uri", uri).stdout
+    assert "+0 new, 1 changed" in again
+    info = json.loads(cli("status", "--index-uri", uri, "--json").stdout)
+    assert (info["documents"], info["embedder"]) == (4, "fake-hash-embedder")
+    for retriever in ("dense", "bm25", "hybrid"):
+        out = cli("ask", "When did the Louvre open?", "--index-uri", uri, "--reader", tiny_reader, "--json",
+                  "--min-score", "0", "--retriever", retriever).stdout
+        result = json.loads(out)
+        assert result["passages"]
+        for p in result["passages"]:
+            text = json.loads(cli("show", p["doc_id"], "--index-uri", uri, "--json").stdout)["text"]
+            assert text[p["start"] : p["end"]] == p["text"]
+        for a in result["answers"] + result["candidates"]:
+            text = json.loads(cli("show", a["doc_id"], "--index-uri", uri, "--json").stdout)["text"]
+            assert text[a["start"] : a["end"]] == a["text"]
+    cli("remove", "tokyo", "--index-uri", uri)
+    assert json.loads(cli("status", "--index-uri", uri, "--json").stdout)["documents"] == 3
+    both = cli("status", "--index-uri", uri, "--index-dir", tmp_path, code=2)
+    assert "not both" in both.stderr
+    bad = cli("status", "--index-uri", "ftp://x", code=2)
+    assert "--index-uri 'ftp://x'" in bad.stderr
+
+
+class Killed(BaseException):
+    """What a SIGKILL is to the code it interrupts: nothing after it runs."""
+
+
+def test_a_write_killed_mid_document_is_never_cited_and_the_next_writer_clears_it(tmp_path, tiny_corpus,
+                                                                                  monkeypatch):
+    uri = str(tmp_path / "idx.db")
+    build_index([tiny_corpus], uri, embedder=FakeEmbedder())
+    (tiny_corpus / "paris.txt").write_text("Paris is the capital of France. The Louvre opened in 1793.",
+                                           encoding="utf-8")
+
+    def die(point):
+        if point == "milvus_passages_written":
+            raise Killed
+
+    monkeypatch.setattr(qa.store, "_crash_hook", die)
+    with pytest.raises(Killed):
+        build_index([tiny_corpus], uri, embedder=FakeEmbedder())
+    monkeypatch.setattr(qa.store, "_crash_hook", None)
+
+    # readers: paris's new passages are in Milvus, but without its marker row they are never returned
+    with MilvusStore.open(uri) as store:
+        assert "paris" not in store.document_hashes()
+        hits = store.search_bm25("Louvre 1793", 5) + store.search_dense(FakeEmbedder().encode_query("Louvre"), 10)
+        assert hits and all(h.chunk.doc_id != "paris" for h in hits)
+    # the next writer removes what was left of it, and the rerun puts paris back whole
+    report = build_index([tiny_corpus], uri, embedder=FakeEmbedder())
+    assert report.added == ("paris",)
+    with MilvusStore.open(uri) as store:
+        store.verify()
+        assert store.search_bm25("Louvre 1793", 1)[0].chunk.doc_id == "paris"
+        assert store.manifest.n_chunks == sum(len(store.chunks_of(d)) for d in TINY_DOCS)
+
+
+def test_one_writer_at_a_time_by_lease(tmp_path, tiny_corpus):
+    uri = str(tmp_path / "idx.db")
+    build_index([tiny_corpus], uri, embedder=FakeEmbedder())
+    with MilvusStore.open_for_write(uri) as writer:
+        writer._write_manifest({"writer": {"host": "elsewhere", "pid": 1, "time": time.time()}})
+        with pytest.raises(IndexLockedError, match="elsewhere"):
+            MilvusStore.open_for_write(uri)
+        writer._write_manifest({"writer": {"host": "elsewhere", "pid": 1, "time": time.time() - LEASE_S - 1}})
+        MilvusStore.open_for_write(uri).close()  # an expired lease is taken over
+        with MilvusStore.open(uri) as reader:  # readers never wait
+            assert reader.manifest.n_documents == 4
+
+
+def test_seed_question_on_milvus_lite_with_the_packaged_models(tmp_path):
+    uri = str(tmp_path / "idx.milvus.db")
+    cli("index", "seeds", "--index-uri", uri)
+    result = json.loads(cli("ask", "When was ISIS-K formed?", "--index-uri", uri, "--json").stdout)
+    best = result["answers"][0]
+    assert best["text"] == "2015"
+    text = json.loads(cli("show", best["doc_id"], "--index-uri", uri, "--json").stdout)["text"]
+    assert text[best["start"] : best["end"]] == "2015"
+    assert Settings().index_dir == "index"  # the default stays a local folder
