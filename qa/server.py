@@ -61,7 +61,7 @@ from qa.errors import (
 from qa.schema import Span
 from qa.serving import ApiError, Service
 from qa.show import SHOW_CONTEXT_CHARS
-from qa.store import open_index
+from qa.store import is_milvus_location, open_index
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -295,7 +295,8 @@ def create_app(
     """
 
     settings = settings or Settings.from_env()
-    index_dir = Path(index_dir if index_dir is not None else settings.index_dir)
+    index_dir = index_dir if index_dir is not None else settings.index_dir
+    index_dir = str(index_dir) if is_milvus_location(index_dir) else Path(index_dir)  # a URI is not a path
     workers = (os.cpu_count() or 1) if workers is None else workers
     queue_size = QUEUE_PER_WORKER * workers if queue_size is None else queue_size
     if workers < 1:

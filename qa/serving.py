@@ -37,7 +37,9 @@ class WorkerPool:
     """Threads that each keep their own ``open_state()`` (a store or an Assistant over the index), and a
     bounded number of slots (running + waiting); :meth:`run` raises 503 when none is free."""
 
-    def __init__(self, name: str, workers: int, waiting: int, db_path: Path, open_state: Callable[[], Any]) -> None:
+    def __init__(
+        self, name: str, workers: int, waiting: int, db_path: Path | None, open_state: Callable[[], Any]
+    ) -> None:
         self.name = name
         self.workers = workers
         self.waiting = waiting
@@ -82,7 +84,7 @@ class WorkerPool:
     def _state(self) -> Any:
         """This thread's state, reopened when the database file was replaced since it was opened."""
         local = self._local
-        ident = _file_identity(self._db_path)
+        ident = None if self._db_path is None else _file_identity(self._db_path)
         state = getattr(local, "state", None)
         if state is not None and local.ident == ident:
             return state
@@ -117,7 +119,9 @@ class SharedModels:
 class Service:
     """The app's state: the models (loading in the background), the question pool and the look-up pool."""
 
-    def __init__(self, index_dir: Path, settings: Settings, *, workers: int, queue_size: int, timeout_s: float):
+    def __init__(
+        self, index_dir: Path | str, settings: Settings, *, workers: int, queue_size: int, timeout_s: float
+    ):
         from qa.store import DB_NAME
 
         self.index_dir = index_dir
@@ -127,7 +131,11 @@ class Service:
         self.load_error: str | None = None
         self._started = False
         self._lock = threading.Lock()
-        db = index_dir / DB_NAME
+        from qa.store import is_milvus_location
+
+        # a rebuilt folder index is a new database file, which workers notice and reopen; a Milvus index
+        # is changed in place, and its readers see each change as it is made
+        db = None if is_milvus_location(index_dir) else Path(index_dir) / DB_NAME
         self.questions = WorkerPool("questions", workers, queue_size, db, self._open_assistant)
         self.lookups = WorkerPool("look-ups", 1, LOOKUP_QUEUE, db, self._open_store)
 

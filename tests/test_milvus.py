@@ -150,3 +150,24 @@ def test_seed_question_on_milvus_lite_with_the_packaged_models(tmp_path):
     text = json.loads(cli("show", best["doc_id"], "--index-uri", uri, "--json").stdout)["text"]
     assert text[best["start"] : best["end"]] == "2015"
     assert Settings().index_dir == "index"  # the default stays a local folder
+
+
+def test_serve_answers_from_a_milvus_index(tmp_path, tiny_corpus, fake_models, monkeypatch):
+    from conftest import FakeReader
+    from fastapi.testclient import TestClient
+    from test_server import wait_ready
+
+    import qa.factory
+    from qa.server import create_app
+
+    monkeypatch.setattr(qa.factory, "make_reader", lambda settings: FakeReader())
+    monkeypatch.delenv("QA_TOKEN", raising=False)
+    uri = str(tmp_path / "idx.milvus.db")
+    cli("index", tiny_corpus, "--index-uri", uri)
+    with TestClient(create_app(uri, Settings(index_dir=uri), workers=1)) as client:
+        assert wait_ready(client)["status"] == "ready"
+        r = client.post("/ask", json={"question": "When did the Berlin Wall fall?"})
+        assert r.status_code == 200, r.text
+        best = r.json()["answers"][0]
+        assert (best["text"], best["doc_id"]) == ("1989", "berlin")
+        assert TINY_DOCS["berlin"][best["start"] : best["end"]] == "1989"
