@@ -542,7 +542,7 @@ def eval_(
         _error("--save-threshold needs --sweep")
         raise typer.Exit(2)
     squad = _run(lambda: evaluation.gold_kind(gold)) == "squad"
-    if index_dir is not None and mode != "reader" and squad:
+    if index_dir is not None and mode != "reader" and squad:  # (a Milvus --index-uri receives the paragraphs)
         _err().print(f"note: a SQuAD file is asked against its own paragraphs, indexed into "
                      f"{evaluation.squad_index_dir(gold, settings)}; --index-dir is not used", markup=False,
                      soft_wrap=True)

@@ -209,11 +209,12 @@ def evaluate_file(
     limit: int | None = None,
     articles: Sequence[str] | None = None,
     skip_articles: Sequence[str] | None = None,
-) -> tuple[EvalSummary, Path | None]:
+) -> tuple[EvalSummary, Path | str | None]:
     """Evaluate a gold file end to end; returns the summary and the index it ran against.
 
     A JSONL gold file is asked against ``settings.index_dir``. A SQuAD file's paragraphs are
-    indexed once into a cache folder (a second run embeds nothing); in ``reader`` mode the
+    indexed once into a cache folder (a second run embeds nothing), or, when ``settings.index_dir`` is a Milvus
+    location, into that Milvus index (use one that holds nothing else); in ``reader`` mode the
     reader reads each question's gold paragraph and no index is used. ``retrieval`` mode uses
     the index as ``pipeline`` mode does but never loads or runs the reader. ``articles`` keeps
     only the questions of those SQuAD article titles, ``skip_articles`` drops the questions of those
@@ -231,9 +232,13 @@ def evaluate_file(
             raise QAError(f"{gold_path}: --mode reader needs a SQuAD file (its paragraphs are the gold passages)")
         return evaluate(Assistant(None, make_reader(settings), settings), gold, mode=mode, threshold=threshold,
                         progress=progress, limit=limit), None
-    index_dir = Path(settings.index_dir)
+    from qa.store import is_milvus_location
+
+    milvus = is_milvus_location(settings.index_dir)
+    index_dir: str | Path = settings.index_dir if milvus else Path(settings.index_dir)
     if gold.kind == "squad":
-        index_dir = squad_index_dir(gold_path, settings)
+        # a folder index is a cache of the file's paragraphs; a Milvus index named by the user is where they go
+        index_dir = index_dir if milvus else squad_index_dir(gold_path, settings)
         index_documents(gold.documents, index_dir, settings=settings, progress=index_progress)
     assistant = Assistant.open(index_dir, settings)
     try:
