@@ -171,3 +171,13 @@ def test_serve_answers_from_a_milvus_index(tmp_path, tiny_corpus, fake_models, m
         best = r.json()["answers"][0]
         assert (best["text"], best["doc_id"]) == ("1989", "berlin")
         assert TINY_DOCS["berlin"][best["start"] : best["end"]] == "1989"
+
+
+def test_both_backends_implement_the_store_protocol(tmp_path, tiny_corpus):
+    from qa.store import Store
+
+    build_index([tiny_corpus], tmp_path / "local", embedder=FakeEmbedder())
+    build_index([tiny_corpus], str(tmp_path / "idx.db"), embedder=FakeEmbedder())
+    for location in (tmp_path / "local", str(tmp_path / "idx.db")):
+        with open_index(location) as store:
+            assert isinstance(store, Store)

@@ -11,6 +11,9 @@ Read it one part at a time; each imports only the ones listed before it:
 - ``vectors``: FAISS files: building the next generation, writing it durably, loading it and
   checking its size, sha256 and ids against the rows, searching it.
 - ``commit``: one change, made atomic; ``passage_store``: :class:`PassageStore`, which composes the others.
+- ``protocol``: :class:`Store`, what retrieval, indexing and answering use of a store; ``milvus``:
+  :class:`~qa.store.milvus.MilvusStore`, the same protocol over a Milvus database (``--index-uri``).
+  :func:`open_index` and :func:`open_or_create_index` choose the backend by the index's location.
 
 How a change is atomic: the writer (holding the lock) builds the next FAISS index in memory and writes
 it beside the current one as ``vectors.<generation + 1>.faiss`` (a fsynced ``.tmp`` file, then
@@ -32,6 +35,7 @@ from typing import Any
 from qa.store.files import DB_NAME, LOCK_NAME
 from qa.store.manifest import FORMAT_VERSION, IndexStats, Manifest
 from qa.store.passage_store import PassageStore
+from qa.store.protocol import Store
 from qa.store.rows import ScoredChunk, build_fts_query, document_sha256
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "Manifest",
     "PassageStore",
     "ScoredChunk",
+    "Store",
     "build_fts_query",
     "document_sha256",
 ]
@@ -62,7 +67,7 @@ def is_milvus_location(location: str | Path) -> bool:
     return s.startswith(("http://", "https://", "tcp://", "unix:")) or s.endswith(".db")
 
 
-def open_index(location: str | Path, *, readonly: bool = True, lock_timeout: float = 0.0) -> Any:
+def open_index(location: str | Path, *, readonly: bool = True, lock_timeout: float = 0.0) -> Store:
     """The store at ``location``: a :class:`PassageStore` folder, or a Milvus database (qa.store.milvus)."""
     if is_milvus_location(location):
         from qa.store.milvus import MilvusStore
@@ -71,7 +76,7 @@ def open_index(location: str | Path, *, readonly: bool = True, lock_timeout: flo
     return PassageStore.open(location, readonly=readonly, lock_timeout=lock_timeout)
 
 
-def open_or_create_index(location: str | Path, **spec: Any) -> Any:
+def open_or_create_index(location: str | Path, **spec: Any) -> Store:
     """The store at ``location`` open for writing, created empty when there is none (see ``open_or_create``)."""
     if is_milvus_location(location):
         from qa.store.milvus import MilvusStore
