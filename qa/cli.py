@@ -194,6 +194,11 @@ def index(
     batch: Annotated[int | None, typer.Option(
         min=1, metavar="PASSAGES", help="Commit every ~PASSAGES embedded passages: an interrupted run keeps the "
         "batches it committed, and the next run goes on from there. [default: 256]")] = None,
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Read, chunk and embed on Ray Data (a local Ray, or --ray-address). Needs qa[ray].")] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", metavar="ADDRESS", help="The Ray cluster for --ray (ray://host:10001, or auto for the "
+        "one this machine belongs to). [default: a local Ray]")] = None,
 ) -> None:
     """Index documents (.txt, .md, .rst, .html, .pdf, .docx): only new or changed ones are embedded again.
 
@@ -227,8 +232,11 @@ def index(
     except ValueError as exc:
         _error(str(exc))
         raise typer.Exit(2) from None
+    if ray_address is not None and not ray:
+        _error("--ray-address needs --ray")
+        raise typer.Exit(2)
     report = _run(lambda: _index_with_progress(paths or [Path("seeds")], settings, prune, rebuild, wait,
-                                               exclude or []))
+                                               exclude or [], (ray_address or "local") if ray else None))
     _out().print(render_index_report(report))
     if rebuild:
         _out().print(f"Rebuilt from scratch: {report.documents} document(s), {report.passages} passage(s).")
@@ -250,12 +258,13 @@ def _prepare_models(settings) -> None:
         _err().print(f"warning: models not prepared: {exc}", markup=False, soft_wrap=True)
 
 
-def _index_with_progress(paths, settings, prune, rebuild=False, wait=0.0, exclude=()):
+def _index_with_progress(paths, settings, prune, rebuild=False, wait=0.0, exclude=(), ray=None):
     from qa.indexing import build_index
 
     # files not indexed are listed once, with their reasons, in the report printed at the end
     return _with_progress(lambda update: build_index(
-        paths, settings=settings, prune=prune, rebuild=rebuild, wait=wait, progress=update, exclude=exclude
+        paths, settings=settings, prune=prune, rebuild=rebuild, wait=wait, progress=update, exclude=exclude,
+        ray=ray is not None, ray_address=None if ray in (None, "local") else ray,
     ))
 
 

@@ -101,6 +101,8 @@ def build_index(
     embedder=None,
     exclude: str | Sequence[str] = (),
     read_qaignore: bool = True,
+    ray: bool = False,
+    ray_address: str | None = None,
 ) -> IndexReport:
     """Index files and folders incrementally: only new or changed documents are embedded.
 
@@ -124,6 +126,8 @@ def build_index(
         exclude: exclusion rules in gitignore syntax (``"*.log"``, ``"drafts/"``), relative to each
             folder given, on top of the default tool folders and each folder's ``.qaignore``.
         read_qaignore: apply the rules of a ``.qaignore`` file in each folder given.
+        ray: read, chunk and embed on Ray Data (:mod:`qa.ray_index`): a local Ray, or the cluster at
+            ``ray_address``; the index is written here, as without it.
 
     Returns:
         What was added, updated, left alone, removed, skipped (with reasons), excluded, and which
@@ -165,7 +169,17 @@ def build_index(
         skip(err, unsupported=True)
     docs: list[Document] = []
     encodings: list[str] = []
-    for i, (path, doc_id) in enumerate(scan.files):
+    prepared = None
+    if ray and scan.files:
+        from qa.ray_index import embed_files_with_ray
+
+        location = index_dir if index_dir is not None else settings.index_dir
+        result = embed_files_with_ray(scan.files, settings, known={} if rebuild else _known_hashes(location),
+                                      address=ray_address, progress=progress)
+        for err in result.errors:
+            skip(err)
+        docs, prepared, encodings = list(result.documents), result.prepared, list(result.encodings)
+    for i, (path, doc_id) in enumerate(() if ray else scan.files):
         try:
             loaded = read_document(path, doc_id, max_file_mb=settings.max_file_mb)
         except DocumentError as err:
@@ -185,7 +199,7 @@ def build_index(
         )
     report = index_documents(
         docs, index_dir, settings=settings, prune=prune, rebuild=rebuild, wait=wait, progress=progress,
-        embedder=embedder,
+        embedder=embedder, prepared=prepared,
     )
     return replace(report, skipped=tuple(skipped), seconds=time.perf_counter() - t0, encodings=tuple(encodings),
                    excluded=excluded)
@@ -201,13 +215,15 @@ def index_documents(
     wait: float = 0.0,
     progress: Progress | None = None,
     embedder=None,
+    prepared: dict | None = None,
 ) -> IndexReport:
-    """Add or update documents in an index in one atomic change; unchanged ones cost nothing.
+    """Add or update documents in an index; unchanged ones cost nothing.
 
     ``prune`` removes indexed documents whose ``source`` file no longer exists. ``rebuild``
     embeds every document again and replaces the whole index with them, with these settings, in one
     atomic change (a damaged index is deleted and created afresh once the new vectors are ready).
-    ``wait`` is how many seconds to wait for another writer before IndexLockedError.
+    ``wait`` is how many seconds to wait for another writer before IndexLockedError. ``prepared`` holds
+    ``{doc_id: (chunks, vectors)}`` made elsewhere (Ray): those documents are not chunked or embedded again.
     """
     from qa.store import DB_NAME, PassageStore, is_milvus_location
 
@@ -248,7 +264,10 @@ def index_documents(
         if not docs and (rebuild or not known):
             raise EmptyCorpusError("no readable documents to index")
         todo = list(docs) if rebuild else [d for d in docs if known.get(d.doc_id) != text_digest(d.text)]
-        chunked = _chunk_documents(todo, embedder, settings, progress)
+        prepared = prepared or {}
+        chunked = _chunk_documents([d for d in todo if d.doc_id not in prepared], embedder, settings, progress)
+        own = {d.doc_id: chunks for d, chunks in chunked}
+        chunked = [(d, prepared[d.doc_id][0] if d.doc_id in prepared else own[d.doc_id]) for d in todo]
         seen = {d.doc_id for d in docs}
         if rebuild:
             removed = [d for d in known if d not in seen]
@@ -263,7 +282,7 @@ def index_documents(
         # those documents unchanged and embeds the rest. The first batch also carries the removals (and, for a
         # rebuild, the reset of the index to the new embedder and chunking).
         for n, batch in enumerate(_batches(chunked, settings.index_batch) or [[]]):
-            upserts = _embed_batch(batch, embedder, progress, embedded, total)
+            upserts = _embed_batch(batch, embedder, progress, embedded, total, prepared)
             embedded += sum(len(chunks) for _, chunks in batch)
             if store is None:
                 store, lock = PassageStore.create(index_dir, overwrite=True, lock=lock, **spec), None
@@ -338,21 +357,41 @@ def _batches(chunked: list, size: int) -> list[list]:
     return batches
 
 
-def _embed_batch(batch: list, embedder, progress: Progress | None, done: int, total: int) -> list:
-    """Embed a batch's passages as their model views: ``(document, chunks, vectors)`` for PassageStore.apply."""
+def _embed_batch(
+    batch: list, embedder, progress: Progress | None, done: int, total: int, prepared: dict | None = None
+) -> list:
+    """Embed a batch's passages as their model views: ``(document, chunks, vectors)`` for PassageStore.apply;
+    documents in ``prepared`` come with their vectors."""
     from qa.modeltext import model_view
 
+    prepared = prepared or {}
+    mine = [(doc, chunks) for doc, chunks in batch if doc.doc_id not in prepared]
     # the embedder reads each passage's view (no markup, no hard wraps), as BM25 and the reader do
-    texts = [model_view(c.text, doc.source).text for doc, chunks in batch for c in chunks]
-    if not texts:
-        return []
-    on_embed = (lambda n: progress("embed", done + n, total)) if progress else None
-    vectors = embedder.encode_passages(texts, progress=on_embed)
+    texts = [model_view(c.text, doc.source).text for doc, chunks in mine for c in chunks]
+    vectors = None
+    if texts:
+        on_embed = (lambda n: progress("embed", done + n, total)) if progress else None
+        vectors = embedder.encode_passages(texts, progress=on_embed)
     upserts, pos = [], 0
     for doc, chunks in batch:
-        upserts.append((doc, chunks, vectors[pos : pos + len(chunks)]))
-        pos += len(chunks)
+        if doc.doc_id in prepared:
+            upserts.append((doc, chunks, prepared[doc.doc_id][1]))
+        elif chunks:
+            upserts.append((doc, chunks, vectors[pos : pos + len(chunks)]))
+            pos += len(chunks)
     return upserts
+
+
+def _known_hashes(location) -> dict[str, str]:
+    """``{doc_id: sha256}`` of the index at ``location``; {} when there is none yet."""
+    from qa.errors import IndexNotFoundError
+    from qa.store import open_index
+
+    try:
+        with open_index(location) as store:
+            return store.document_hashes()
+    except (IndexNotFoundError, QAError):
+        return {}
 
 
 def _check_chunk_size(chunk_size: int, embedder) -> None:
