@@ -417,7 +417,11 @@ class MilvusStore:
         ids = sorted(set(doc_ids))
         if not ids:
             return {}
-        rows = self._query("documents", _ids_filter("doc_id", ids), ["doc_id", "source", "title", "n_parts"])
+        rows: list[dict[str, Any]] = []
+        for i in range(0, len(ids), _PAGE):  # a bounded lookup: one query a page, no iterator
+            part = ids[i : i + _PAGE]
+            rows.extend(self._client.query(PREFIX + "documents", filter=_ids_filter("doc_id", part),
+                                           output_fields=["doc_id", "source", "title", "n_parts"], limit=len(part)))
         return {r["doc_id"]: r for r in rows}
 
     def get_document(self, doc_id: str) -> Document:

@@ -1,0 +1,226 @@
+"""A synthetic corpus of N passages in each index backend: build time, disk size, peak memory, search latency.
+
+    python eval/scale_bench.py --passages 1000000 --backends local,milvus --out runs/scale.json
+
+The passages are generated text (words drawn from a Zipf-like vocabulary, 10 passages a document, fixed seed),
+and their vectors are **random unit vectors** (384 dimensions, the packaged embedder's): embedding a million
+passages would take this machine hours, and search cost does not depend on what the vectors mean. So the recall
+figures here say how well an approximate search finds the exact nearest neighbours, not how relevant they are.
+
+Each backend runs in a child process of its own, so that its peak memory (ru_maxrss) is its own. For each, the
+table gives the build time (``PassageStore.apply`` / ``MilvusStore.apply`` in batches of ``--batch`` passages),
+the size on disk, the peak memory, p50/p95 latency of dense, BM25 and hybrid search at k = 5 over ``--queries``
+queries (each a passage's vector with noise, and 4 of its words), and recall@10 of the dense search against an
+exact (brute-force numpy) search over the same vectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DIM = 384
+PER_DOC = 10
+WORDS_PER_PASSAGE = 60
+VOCAB = 20_000
+
+
+def _vocabulary(rng: np.random.Generator) -> list[str]:
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    return ["".join(rng.choice(letters, size=int(rng.integers(3, 10)))) for _ in range(VOCAB)]
+
+
+def corpus(n: int, seed: int = 13):
+    """``(documents, chunks per document, vectors)`` of n passages, deterministic."""
+    from qa.schema import Chunk, Document
+
+    rng = np.random.default_rng(seed)
+    vocab = _vocabulary(rng)
+    weights = 1.0 / np.arange(1, VOCAB + 1)
+    weights /= weights.sum()
+    docs, chunks_of = [], []
+    for d in range(0, n, PER_DOC):
+        k = min(PER_DOC, n - d)
+        passages = [" ".join(vocab[i] for i in rng.choice(VOCAB, size=WORDS_PER_PASSAGE, p=weights)) + "."
+                    for _ in range(k)]
+        text = "\n\n".join(passages)
+        doc = Document(f"doc{d // PER_DOC:07d}", text, source=f"synthetic/doc{d // PER_DOC:07d}.txt")
+        chunks, pos = [], 0
+        for j, p in enumerate(passages):
+            chunks.append(Chunk(f"{doc.doc_id}#{j}", doc.doc_id, pos, pos + len(p), p))
+            pos += len(p) + 2
+        docs.append(doc)
+        chunks_of.append(chunks)
+    vectors = rng.standard_normal((n, DIM), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return docs, chunks_of, vectors
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+class _QueryVectors:
+    """An embedder stand-in: each bench query's vector, looked up by its text."""
+
+    model_name = "synthetic-random-unit-vectors"
+    dim = DIM
+
+    def __init__(self, vectors: dict[str, np.ndarray]) -> None:
+        self.vectors = vectors
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.vectors[text]
+
+
+def run_backend(backend: str, n: int, batch: int, queries: int, workdir: Path) -> dict:
+    """Build and search one backend; called in a child process."""
+    from qa.retriever import Retriever
+    from qa.store import open_index, open_or_create_index
+
+    docs, chunks_of, vectors = corpus(n)
+    location = workdir / ("idx.milvus.db" if backend == "milvus" else "index")
+    spec = {"embedder": _QueryVectors.model_name, "dim": DIM, "chunk_size": 160, "chunk_overlap": 32}
+    t0 = time.perf_counter()
+    store = open_or_create_index(str(location) if backend == "milvus" else location, **spec)
+    pos, pending, size = 0, [], 0
+    for doc, chunks in zip(docs, chunks_of, strict=True):
+        pending.append((doc, chunks, vectors[pos : pos + len(chunks)]))
+        pos += len(chunks)
+        size += len(chunks)
+        if size >= batch:
+            store.apply(pending, [])
+            pending, size = [], 0
+    if pending:
+        store.apply(pending, [])
+    store.close()
+    build_s = time.perf_counter() - t0
+
+    rng = np.random.default_rng(7)
+    picks = rng.choice(n, size=min(queries, n), replace=False)
+    flat = [c for chunks in chunks_of for c in chunks]
+    texts, qvecs = [], {}
+    for i in picks:
+        words = flat[i].text.rstrip(".").split()
+        text = " ".join(rng.choice(words, size=4, replace=False))
+        q = vectors[i] + rng.standard_normal(DIM).astype(np.float32) * 0.05
+        q /= np.linalg.norm(q)
+        texts.append(text)
+        qvecs[text] = q
+    exact_top = {t: set(np.argsort(-(vectors @ qvecs[t]))[:10].tolist()) for t in texts}
+    row_of = {c.chunk_id: i for i, c in enumerate(flat)}
+    store = open_index(str(location) if backend == "milvus" else location)
+    latency: dict[str, list[float]] = {"dense": [], "bm25": [], "hybrid": []}
+    recall = []
+    try:
+        retriever = Retriever(_QueryVectors(qvecs), store, mode="hybrid")
+        for t in texts:
+            for mode in latency:
+                t1 = time.perf_counter()
+                retriever.retrieve(t, 5, mode=mode)
+                latency[mode].append((time.perf_counter() - t1) * 1000)
+            found = {row_of[s.chunk.chunk_id] for s in store.search_dense(qvecs[t], 10)}
+            recall.append(len(found & exact_top[t]) / 10)
+        stats = store.stats()
+    finally:
+        store.close()
+    return {
+        "backend": backend,
+        "passages": n,
+        "documents": stats.documents,
+        "build_s": round(build_s, 1),
+        "disk_mb": round(_size(location) / 1e6, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "search_ms": {m: {"p50": round(float(np.percentile(v, 50)), 2), "p95": round(float(np.percentile(v, 95)), 2)}
+                      for m, v in latency.items()},
+        "recall_at_10": round(float(np.mean(recall)), 4),
+        "dense_index": "exact (flat)",
+    }
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def table(results: list[dict]) -> str:
+    head = ("| backend | passages | build | disk | peak memory | dense p50/p95 | BM25 p50/p95 | hybrid p50/p95 | "
+            "recall@10 (dense index) |\n|---|---|---|---|---|---|---|---|---|")
+    rows = [head]
+    for r in results:
+        s = r["search_ms"]
+        rows.append(
+            f"| {r['backend']} | {r['passages']:,} | {r['build_s']:.0f} s | {r['disk_mb']:,.0f} MB | "
+            f"{r['peak_rss_mb']:,.0f} MB | " + " | ".join(f"{s[m]['p50']:.1f} / {s[m]['p95']:.1f} ms"
+                                                        for m in ("dense", "bm25", "hybrid"))
+            + f" | {r['recall_at_10']:.3f} ({r['dense_index']}) |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--passages", type=int, default=1_000_000)
+    ap.add_argument("--backends", default="local,milvus", help="comma-separated: local, milvus")
+    ap.add_argument("--batch", type=int, default=100_000, help="passages per apply() (one commit)")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    ap.add_argument("--workdir", type=Path, help="where the indexes are built (default: a temporary folder)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.passages < 1 or args.queries < 1 or args.batch < 1:
+        ap.error("--passages, --queries and --batch must be positive")
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if unknown := set(backends) - {"local", "milvus"}:
+        ap.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    if args.child:
+        print(json.dumps(run_backend(args.child, args.passages, args.batch, args.queries, args.workdir)))
+        return 0
+    results = []
+    for backend in backends:
+        work = Path(tempfile.mkdtemp(prefix=f"qa-scale-{backend}-", dir=args.workdir))
+        try:
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", backend, "--passages", str(args.passages), "--batch",
+                 str(args.batch), "--queries", str(args.queries), "--workdir", str(work)],
+                capture_output=True, text=True, check=False,
+            )
+            if out.returncode != 0:
+                print(f"{backend}: failed ({out.returncode}): {out.stderr[-2000:]}", file=sys.stderr)
+                return 1
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    report = {"machine": machine(), "vectors": "random unit vectors (not embedded)", "results": results}
+    print(f"Machine: {report['machine']}; vectors: {report['vectors']}\n")
+    print(table(results))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
