@@ -181,3 +181,22 @@ def test_both_backends_implement_the_store_protocol(tmp_path, tiny_corpus):
     for location in (tmp_path / "local", str(tmp_path / "idx.db")):
         with open_index(location) as store:
             assert isinstance(store, Store)
+
+
+def test_a_milvus_lite_index_open_in_another_process_is_one_clear_line(tmp_path, tiny_corpus):
+    import os
+    import subprocess
+    import sys
+
+    uri = str(tmp_path / "idx.db")
+    build_index([tiny_corpus], uri, embedder=FakeEmbedder())
+    repo = Path(__file__).resolve().parents[1]
+    with MilvusStore.open(uri):  # Milvus Lite locks its folder for the process that has it open
+        out = subprocess.run([sys.executable, "-m", "qa", "status", "--index-uri", uri], capture_output=True,
+                             text=True, env={**os.environ, "PYTHONPATH": str(repo)}, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        f"error: another process has the Milvus Lite index {uri} open, and Milvus Lite serves one process at a "
+        f"time; to share it, serve it (`milvus-lite server --data-dir {uri}`) and use --index-uri "
+        "http://127.0.0.1:19530"
+    ]

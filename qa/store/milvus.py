@@ -73,6 +73,22 @@ def bm25_text(text: str) -> str:
     return " ".join(_stemmer.stemWords(words))
 
 
+def _lite_locked(uri: str) -> bool:
+    """True when another process holds the lock of a Milvus Lite data folder."""
+    import fcntl
+
+    lock = Path(uri) / "LOCK"
+    if not lock.exists():
+        return False
+    with lock.open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
 def _ids_filter(field: str, values: Sequence[str]) -> str:
     """``field in [...]`` with each string as a JSON literal (Milvus' expressions read JSON string escapes)."""
     return f"{field} in [{', '.join(json.dumps(v, ensure_ascii=False) for v in values)}]"
@@ -118,10 +134,17 @@ class MilvusStore:
             # Milvus Lite's in-process server lacks AllocTimestamp: query iterators log its traceback (grpc) and a
             # warning (pymilvus), then work with the client's clock; neither is the user's concern
             logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
-            logging.getLogger("pymilvus").setLevel(logging.ERROR)
+            logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+            logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)  # its lock error is reported below
         try:
             return MilvusClient(uri=uri, token=milvus_token())
         except Exception as exc:  # noqa: BLE001 - any connection failure is reported with the URI
+            if uri.endswith(".db") and _lite_locked(uri):
+                raise QAError(
+                    f"another process has the Milvus Lite index {uri} open, and Milvus Lite serves one process at "
+                    f"a time; to share it, serve it (`milvus-lite server --data-dir {uri}`) and use --index-uri "
+                    "http://127.0.0.1:19530"
+                ) from None
             raise QAError(f"cannot connect to Milvus at {uri}: {type(exc).__name__}: {exc}") from None
 
     @classmethod
