@@ -148,7 +148,7 @@ def run_backend(backend: str, n: int, batch: int, queries: int, workdir: Path) -
         "search_ms": {m: {"p50": round(float(np.percentile(v, 50)), 2), "p95": round(float(np.percentile(v, 95)), 2)}
                       for m, v in latency.items()},
         "recall_at_10": round(float(np.mean(recall)), 4),
-        "dense_index": "exact (flat)",
+        "dense_index": stats.dense_index,
     }
 
 

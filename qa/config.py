@@ -19,6 +19,11 @@ READER_RUNTIMES = ("auto", "onnx", "onnx-int8", "torch")
 
 #: Longest question the reader reads, in its tokens (longer ones are cut).
 READER_MAX_QUESTION_TOKENS = 64
+# A local index of at least ANN_MIN_PASSAGES passages searches an approximate (IVF) dense index instead of exact
+# (flat) search, with about 4 * sqrt(n) lists of which ANN_NPROBE are searched. Provisional: the size and nprobe
+# are to be chosen by measurement (eval/scale_bench.py reports build time, latency and recall@10 against exact).
+ANN_MIN_PASSAGES = 200_000
+ANN_NPROBE = 32
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from qa.store.vectors import (
     _prepare_vectors,
     _serialize,
     _write_durably,
+    describe_index,
 )
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,7 @@ def _commit_change(
                 "next_rowid": next_rowid,
                 "updated_at": now,
                 "versions": _library_versions(),
+                "dense_index": describe_index(new_index),
             },
         )
         _checkpoint("rows_written")

@@ -42,6 +42,7 @@ class Manifest:
     updated_at: str
     versions: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    dense_index: str = "exact (flat)"  # or "approximate (IVF n lists, nprobe p)" (qa.store.vectors.describe_index)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form: one manifest row per key."""
@@ -67,6 +68,7 @@ class Manifest:
             updated_at=str(d["updated_at"]),
             versions=dict(d.get("versions") or {}),
             settings=dict(d.get("settings") or {}),
+            dense_index=str(d.get("dense_index") or "exact (flat)"),
         )
 
 
@@ -88,6 +90,7 @@ class IndexStats:
     created_at: str
     updated_at: str
     versions: dict[str, str]
+    dense_index: str = "exact (flat)"
 
 
 def _now() -> str:
@@ -254,4 +257,5 @@ def _index_stats(index_dir: Path, m: Manifest) -> IndexStats:
         created_at=m.created_at,
         updated_at=m.updated_at,
         versions=dict(m.versions),
+        dense_index=m.dense_index,
     )

@@ -32,6 +32,72 @@ def _new_faiss_index(dim: int) -> Any:
     return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
 
+def _lists_for(n: int) -> int:
+    """IVF lists for n vectors: about 4 * sqrt(n), at least 16 (faiss' guideline is 4-16 * sqrt(n))."""
+    return max(16, int(4 * np.sqrt(n)))
+
+
+def describe_index(index: Any) -> str:
+    """What kind of dense search an index does: "exact (flat)" or "approximate (IVF n lists, nprobe p)"."""
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None:
+        return "exact (flat)"
+    from qa.config import ANN_NPROBE
+
+    return f"approximate (IVF {ivf.nlist} lists, nprobe {min(ANN_NPROBE, ivf.nlist)})"
+
+
+def _ids_of(index: Any) -> np.ndarray:
+    """The ids an index holds (an IDMap2's map, or the ids in an IVF index's lists), unsorted."""
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None:
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+    lists = ivf.invlists
+    parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).astype(np.int64)
+             for i in range(ivf.nlist) if lists.list_size(i)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def _maybe_approximate(index: Any, dim: int) -> Any:
+    """``index`` as an IVF index when it has grown past ANN_MIN_PASSAGES (or to 4 times the size its lists were
+    trained for), as a flat one when it shrank below half of that; else ``index`` itself. Same ids and vectors.
+
+    The IVF index keeps its ids in its lists (add_with_ids, remove_ids) and a hash-table direct map, so that its
+    vectors can be read back when it is trained again.
+    """
+    import faiss
+
+    from qa.config import ANN_MIN_PASSAGES
+
+    n = int(index.ntotal)
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None and n < ANN_MIN_PASSAGES:
+        return index
+    if ivf is not None and n >= ANN_MIN_PASSAGES // 2 and _lists_for(n) < 2 * ivf.nlist:
+        return index  # its lists still fit: vectors are added to them as they come
+    if ivf is None:
+        vectors = index.index.reconstruct_n(0, n) if n else np.zeros((0, dim), np.float32)
+        ids = faiss.vector_to_array(index.id_map).astype(np.int64)  # in the flat index's row order
+    else:
+        ids = _ids_of(index)
+        vectors = np.vstack([ivf.reconstruct(int(i)) for i in ids]) if n else np.zeros((0, dim), np.float32)
+    if n < ANN_MIN_PASSAGES:  # shrunk well below the threshold: exact search again
+        flat = _new_faiss_index(dim)
+        flat.add_with_ids(vectors, ids)
+        return flat
+    nlist = _lists_for(n)
+    approx = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(0)  # a fixed sample: the same vectors give the same lists
+    approx.train(vectors[rng.choice(n, size=min(n, 64 * nlist), replace=False)])
+    approx.set_direct_map_type(faiss.DirectMap.Hashtable)
+    approx.add_with_ids(vectors, ids)
+    return approx
+
+
 @contextmanager
 def _one_faiss_thread() -> Iterator[None]:
     """Run FAISS on the calling thread alone. One query over a flat index is far too little work
@@ -114,7 +180,7 @@ def _next_index(
             new_index.add_with_ids(vectors, ids)
         new_rows.extend((int(i), doc, n, c) for n, (i, c) in enumerate(zip(ids, chunks, strict=True)))
         next_rowid += len(chunks)
-    return new_index, new_rows, next_rowid
+    return _maybe_approximate(new_index, dim), new_rows, next_rowid
 
 
 def _load_index(index_dir: Path, m: Manifest) -> Any:
@@ -142,20 +208,19 @@ def _load_index(index_dir: Path, m: Manifest) -> Any:
         index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
     except Exception as exc:  # noqa: BLE001 - faiss raises RuntimeError with C++ text
         raise IndexCorruptError(f"{path} is not a readable FAISS index; {_rebuild_hint(index_dir)}") from exc
-    if not isinstance(index, faiss.IndexIDMap2) or index.d != m.dim:
+    if not isinstance(index, (faiss.IndexIDMap2, faiss.IndexIVFFlat)) or index.d != m.dim:
         raise IndexCorruptError(
-            f"{path} is not an IndexIDMap2 of dimension {m.dim}; {_rebuild_hint(index_dir)}"
+            f"{path} is not an IndexIDMap2 or IndexIVFFlat of dimension {m.dim}; {_rebuild_hint(index_dir)}"
         )
     return index
 
 
 def _check_ids(index: Any, rowids: Sequence[int], m: Manifest, index_dir: Path) -> None:
     """FAISS ids must be exactly the chunk rowids: row alignment is what makes search results right."""
-    import faiss
 
     path = index_dir / m.faiss_file
     expected = np.array(rowids, dtype=np.int64)
-    ids = np.sort(faiss.vector_to_array(index.id_map).astype(np.int64))
+    ids = np.sort(_ids_of(index))
     if index.ntotal != len(expected) or not np.array_equal(ids, expected) or m.n_chunks != len(expected):
         raise IndexCorruptError(
             f"{path} holds {index.ntotal} vectors whose ids disagree with the {len(expected)} chunk rows "
@@ -181,6 +246,13 @@ def _search(index: Any, q: np.ndarray, k: int, index_dir: Path) -> list[tuple[in
     n = int(index.ntotal)
     if n == 0:
         return []
+    import faiss
+
+    from qa.config import ANN_NPROBE
+
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.nprobe = min(ANN_NPROBE, ivf.nlist)
     try:
         with _one_faiss_thread():
             scores, ids = index.search(q, min(k, n))
