@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -152,19 +150,6 @@ def run_backend(backend: str, n: int, batch: int, queries: int, workdir: Path) -
     }
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
-
-
 def table(results: list[dict]) -> str:
     head = ("| backend | passages | build | disk | peak memory | dense p50/p95 | BM25 p50/p95 | hybrid p50/p95 | "
             "recall@10 (dense index) |\n|---|---|---|---|---|---|---|---|---|")
@@ -213,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         finally:
             shutil.rmtree(work, ignore_errors=True)
+    from beir_eval import machine  # CPU, cores, load average, Python: latency depends on them
+
     report = {"machine": machine(), "vectors": "random unit vectors (not embedded)", "results": results}
     print(f"Machine: {report['machine']}; vectors: {report['vectors']}\n")
     print(table(results))

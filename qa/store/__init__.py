@@ -12,7 +12,8 @@ Read it one part at a time; each imports only the ones listed before it:
   checking its size, sha256 and ids against the rows, searching it.
 - ``commit``: one change, made atomic; ``passage_store``: :class:`PassageStore`, which composes the others.
 - ``protocol``: :class:`Store`, what retrieval, indexing and answering use of a store; ``milvus``:
-  :class:`~qa.store.milvus.MilvusStore`, the same protocol over a Milvus database (``--index-uri``).
+  :class:`~qa.store.milvus.MilvusStore`, the same protocol over a Milvus database (``--index-uri``), whose
+  collections ``milvus_schema`` describes.
   :func:`open_index` and :func:`open_or_create_index` choose the backend by the index's location.
 
 How a change is atomic: the writer (holding the lock) builds the next FAISS index in memory and writes

@@ -25,15 +25,12 @@ local index, but Milvus cannot enforce it: a writer records a lease (``writer``:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import platform
-import re
 import socket
 import time
-import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,60 +40,24 @@ import numpy as np
 from qa.errors import IndexLockedError, IndexMismatchError, IndexNotFoundError, QAError
 from qa.schema import Chunk, Document
 from qa.store.manifest import FORMAT_VERSION, IndexStats, Manifest, _now
-from qa.store.rows import _STOP_WORDS, ScoredChunk, document_sha256
+from qa.store.milvus_schema import (
+    DUMMY,
+    ID_CHARS,
+    MAX_STRING,
+    PAGE,
+    PART_CHARS,
+    PREFIX,
+    bm25_text,
+    create_collections,
+    ids_filter,
+    lite_locked,
+    passage_id,
+)
+from qa.store.rows import ScoredChunk, document_sha256
 
 log = logging.getLogger(__name__)
 
-PREFIX = "qa_"
-PART_CHARS = 16_000  # 4 bytes a character at most: a part stays under Milvus' 65,535-byte strings
-MAX_STRING = 65_535
 LEASE_S = 600.0  # a writer's lease lasts this long without renewal (each batch renews it)
-_ID_CHARS = 1_024
-_DUMMY_DIM = 2  # every Milvus collection needs a vector field; the bookkeeping ones carry a constant one
-_DUMMY = [0.0, 1.0]
-_PAGE = 1_000
-
-
-_stemmer = None
-
-
-def bm25_text(text: str) -> str:
-    """The words BM25 counts in ``text``: lower-cased alphanumeric runs (as FTS5's unicode61 splits them), English
-    stop words dropped, Porter-stemmed (snowballstemmer), joined by spaces."""
-    global _stemmer
-    if _stemmer is None:
-        import snowballstemmer
-
-        _stemmer = snowballstemmer.stemmer("porter")
-    words = [w for w in re.findall(r"[^\W_]+", unicodedata.normalize("NFC", text).casefold())
-             if w not in _STOP_WORDS]
-    return " ".join(_stemmer.stemWords(words))
-
-
-def _lite_locked(uri: str) -> bool:
-    """True when another process holds the lock of a Milvus Lite data folder."""
-    import fcntl
-
-    lock = Path(uri) / "LOCK"
-    if not lock.exists():
-        return False
-    with lock.open("a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-    return False
-
-
-def _ids_filter(field: str, values: Sequence[str]) -> str:
-    """``field in [...]`` with each string as a JSON literal (Milvus' expressions read JSON string escapes)."""
-    return f"{field} in [{', '.join(json.dumps(v, ensure_ascii=False) for v in values)}]"
-
-
-def _passage_id(chunk: Chunk, sha: str) -> int:
-    """A 60-bit id for a passage: the same passage of the same text always gets the same one."""
-    return int(hashlib.sha256(f"{chunk.chunk_id}\x00{sha}".encode()).hexdigest()[:15], 16)
 
 
 def _versions() -> dict[str, str]:
@@ -139,7 +100,7 @@ class MilvusStore:
         try:
             return MilvusClient(uri=uri, token=milvus_token())
         except Exception as exc:  # noqa: BLE001 - any connection failure is reported with the URI
-            if uri.endswith(".db") and _lite_locked(uri):
+            if uri.endswith(".db") and lite_locked(uri):
                 raise QAError(
                     f"another process has the Milvus Lite index {uri} open, and Milvus Lite serves one process at "
                     f"a time; to share it, serve it (`milvus-lite server --data-dir {uri}`) and use --index-uri "
@@ -150,14 +111,21 @@ class MilvusStore:
     @classmethod
     def open(cls, uri: str | Path, *, readonly: bool = True, lock_timeout: float = 0.0) -> MilvusStore:
         """Open an existing index; IndexNotFoundError if the database holds none."""
-        uri = str(uri)
-        store = cls(uri, cls._connect(uri, create=False), readonly=readonly)
-        try:
-            store._load()
+        def setup(store: MilvusStore) -> None:
             store._manifest = store._read_manifest()
             if not readonly:
                 store._take_lease(lock_timeout)
                 store._recover()
+
+        return cls._opened(str(uri), create=False, readonly=readonly, setup=setup)
+
+    @classmethod
+    def _opened(cls, uri: str, *, create: bool, readonly: bool, setup: Any) -> MilvusStore:
+        """A connected store with its collections loaded and ``setup(store)`` done; closed again if that fails."""
+        store = cls(uri, cls._connect(uri, create=create), readonly=readonly)
+        try:
+            store._load()
+            setup(store)
         except BaseException:
             store.close()
             raise
@@ -187,15 +155,11 @@ class MilvusStore:
         Raises:
             IndexMismatchError: it exists and was built with another embedder or chunking.
         """
-        uri = str(uri)
-        store = cls(uri, cls._connect(uri, create=True), readonly=False)
-        try:
-            store._load()
+        def setup(store: MilvusStore) -> None:
             if not store._client.has_collection(PREFIX + "manifest"):
                 store._create(embedder=embedder, dim=dim, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
-            store._manifest = store._read_manifest()
+            store._manifest = m = store._read_manifest()
             store.check_embedder(embedder, dim)
-            m = store._manifest
             if (m.chunk_size, m.chunk_overlap) != (chunk_size, chunk_overlap):
                 raise IndexMismatchError(
                     f"the index at {uri} was chunked with size {m.chunk_size} and overlap {m.chunk_overlap}, not "
@@ -203,30 +167,23 @@ class MilvusStore:
                 )
             store._take_lease(lock_timeout)
             store._recover()
-        except BaseException:
-            store.close()
-            raise
-        return store
+
+        return cls._opened(str(uri), create=True, readonly=False, setup=setup)
 
     @classmethod
     def open_for_rebuild(cls, uri: str | Path, *, lock_timeout: float = 0.0, **spec: Any) -> MilvusStore:
         """Open the index at ``uri`` for a rebuild whatever it was built with (``apply(replace_all=...)`` then
         empties it); an unreadable or missing one is created afresh with ``spec``."""
-        uri = str(uri)
-        store = cls(uri, cls._connect(uri, create=True), readonly=False)
-        try:
+        def setup(store: MilvusStore) -> None:
             try:
-                store._load()
                 store._manifest = store._read_manifest()
             except QAError:
                 store._drop_all()
                 store._create(**{k: spec[k] for k in ("embedder", "dim", "chunk_size", "chunk_overlap")})
                 store._manifest = store._read_manifest()
             store._take_lease(lock_timeout)
-        except BaseException:
-            store.close()
-            raise
-        return store
+
+        return cls._opened(str(uri), create=True, readonly=False, setup=setup)
 
     def close(self) -> None:
         """Give up the writer's lease and the connection."""
@@ -268,50 +225,7 @@ class MilvusStore:
 
     # ---- schema and manifest -------------------------------------------------------------------
     def _create(self, *, embedder: str, dim: int, chunk_size: int, chunk_overlap: int) -> None:
-        from pymilvus import DataType, Function, FunctionType
-
-        c = self._client
-
-        def bookkeeping(name: str, fields: list[tuple[str, Any, dict]]) -> None:
-            schema = c.create_schema(auto_id=False)
-            for fname, ftype, kw in fields:
-                schema.add_field(fname, ftype, **kw)
-            schema.add_field("dummy", DataType.FLOAT_VECTOR, dim=_DUMMY_DIM)
-            index = c.prepare_index_params()
-            index.add_index("dummy", index_type="FLAT", metric_type="IP")
-            c.create_collection(PREFIX + name, schema=schema, index_params=index, consistency_level="Strong")
-
-        varchar = DataType.VARCHAR
-        bookkeeping("manifest", [("key", varchar, {"max_length": 128, "is_primary": True}),
-                                 ("value", varchar, {"max_length": MAX_STRING})])
-        bookkeeping("documents", [
-            ("doc_id", varchar, {"max_length": _ID_CHARS, "is_primary": True}),
-            ("source", varchar, {"max_length": 4_096}), ("title", varchar, {"max_length": 1_024}),
-            ("sha256", varchar, {"max_length": 64}), ("n_chars", DataType.INT64, {}),
-            ("n_chunks", DataType.INT64, {}), ("n_parts", DataType.INT64, {}),
-            ("added_at", varchar, {"max_length": 64}),
-        ])
-        bookkeeping("parts", [("part_id", varchar, {"max_length": _ID_CHARS + 16, "is_primary": True}),
-                              ("doc_id", varchar, {"max_length": _ID_CHARS}), ("n", DataType.INT64, {}),
-                              ("text", varchar, {"max_length": MAX_STRING})])
-        schema = c.create_schema(auto_id=False)
-        schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("chunk_id", varchar, max_length=_ID_CHARS + 16)
-        schema.add_field("doc_id", varchar, max_length=_ID_CHARS)
-        schema.add_field("ordinal", DataType.INT64)
-        schema.add_field("char_start", DataType.INT64)
-        schema.add_field("char_end", DataType.INT64)
-        schema.add_field("text", varchar, max_length=MAX_STRING)
-        schema.add_field("bm25_text", varchar, max_length=MAX_STRING, enable_analyzer=True,
-                         analyzer_params={"tokenizer": "standard"})
-        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=dim)
-        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["bm25_text"],
-                                     output_field_names=["sparse"]))
-        index = c.prepare_index_params()
-        index.add_index("vec", index_type="FLAT", metric_type="IP")  # exact, as the local store below its ANN size
-        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-        c.create_collection(PREFIX + "passages", schema=schema, index_params=index, consistency_level="Strong")
+        create_collections(self._client, dim=dim)
         now = _now()
         self._write_manifest({
             "format_version": FORMAT_VERSION, "embedder": embedder, "dim": dim, "chunk_size": chunk_size,
@@ -351,7 +265,7 @@ class MilvusStore:
             raise QAError(f"{self.uri}: the manifest is incomplete ({exc!r}); rebuild the index") from exc
 
     def _write_manifest(self, values: dict[str, Any]) -> None:
-        rows = [{"key": k, "value": json.dumps(v, ensure_ascii=False), "dummy": _DUMMY} for k, v in values.items()]
+        rows = [{"key": k, "value": json.dumps(v, ensure_ascii=False), "dummy": DUMMY} for k, v in values.items()]
         self._client.upsert(PREFIX + "manifest", rows)
 
     def check_embedder(self, name: str, dim: int | None = None) -> None:
@@ -397,12 +311,12 @@ class MilvusStore:
         pending = self._raw_manifest().get("pending") or []
         if not pending:
             return
-        have = {r["doc_id"] for r in self._query("documents", _ids_filter("doc_id", pending), ["doc_id"])}
+        have = {r["doc_id"] for r in self._query("documents", ids_filter("doc_id", pending), ["doc_id"])}
         orphans = [d for d in pending if d not in have]
         if orphans:
             log.info("index %s: removing what an interrupted write left of %d document(s)", self.uri, len(orphans))
-            self._client.delete(PREFIX + "passages", filter=_ids_filter("doc_id", orphans))
-            self._client.delete(PREFIX + "parts", filter=_ids_filter("doc_id", orphans))
+            self._client.delete(PREFIX + "passages", filter=ids_filter("doc_id", orphans))
+            self._client.delete(PREFIX + "parts", filter=ids_filter("doc_id", orphans))
         self._write_manifest({"pending": []})
         self._refresh_counts()
 
@@ -414,7 +328,7 @@ class MilvusStore:
     def _query(self, name: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
         """Every row of collection ``name`` matching ``expr``, in pages."""
         rows: list[dict[str, Any]] = []
-        it = self._client.query_iterator(PREFIX + name, batch_size=_PAGE, filter=expr, output_fields=fields)
+        it = self._client.query_iterator(PREFIX + name, batch_size=PAGE, filter=expr, output_fields=fields)
         try:
             while batch := it.next():
                 rows.extend(batch)
@@ -441,9 +355,9 @@ class MilvusStore:
         if not ids:
             return {}
         rows: list[dict[str, Any]] = []
-        for i in range(0, len(ids), _PAGE):  # a bounded lookup: one query a page, no iterator
-            part = ids[i : i + _PAGE]
-            rows.extend(self._client.query(PREFIX + "documents", filter=_ids_filter("doc_id", part),
+        for i in range(0, len(ids), PAGE):  # a bounded lookup: one query a page, no iterator
+            part = ids[i : i + PAGE]
+            rows.extend(self._client.query(PREFIX + "documents", filter=ids_filter("doc_id", part),
                                            output_fields=["doc_id", "source", "title", "n_parts"], limit=len(part)))
         return {r["doc_id"]: r for r in rows}
 
@@ -452,7 +366,7 @@ class MilvusStore:
         row = self._documents([doc_id]).get(doc_id)
         if row is None:
             raise KeyError(f"no document {doc_id!r} in index {self.uri}")
-        parts = sorted(self._query("parts", _ids_filter("doc_id", [doc_id]), ["n", "text"]), key=lambda r: r["n"])
+        parts = sorted(self._query("parts", ids_filter("doc_id", [doc_id]), ["n", "text"]), key=lambda r: r["n"])
         if len(parts) != int(row["n_parts"]):
             raise QAError(f"document {doc_id!r} in {self.uri} has {len(parts)} of its {row['n_parts']} parts")
         return Document(doc_id, "".join(p["text"] for p in parts), row["title"], row["source"])
@@ -461,7 +375,7 @@ class MilvusStore:
         """The chunks of a document in order; [] if it has none or is absent."""
         if doc_id not in self._documents([doc_id]):
             return []
-        rows = self._query("passages", _ids_filter("doc_id", [doc_id]),
+        rows = self._query("passages", ids_filter("doc_id", [doc_id]),
                            ["chunk_id", "doc_id", "ordinal", "char_start", "char_end", "text"])
         return [_chunk(r) for r in sorted(rows, key=lambda r: r["ordinal"])]
 
@@ -561,11 +475,11 @@ class MilvusStore:
             return
         self._write_manifest({"pending": touched, "writer": {"host": socket.gethostname(), "pid": os.getpid(),
                                                              "time": time.time()}})
-        for i in range(0, len(touched), _PAGE):
-            ids = touched[i : i + _PAGE]
-            self._client.delete(PREFIX + "documents", filter=_ids_filter("doc_id", ids))  # markers first
-            self._client.delete(PREFIX + "passages", filter=_ids_filter("doc_id", ids))
-            self._client.delete(PREFIX + "parts", filter=_ids_filter("doc_id", ids))
+        for i in range(0, len(touched), PAGE):
+            ids = touched[i : i + PAGE]
+            self._client.delete(PREFIX + "documents", filter=ids_filter("doc_id", ids))  # markers first
+            self._client.delete(PREFIX + "passages", filter=ids_filter("doc_id", ids))
+            self._client.delete(PREFIX + "parts", filter=ids_filter("doc_id", ids))
         if _crash_hook:
             _crash_hook("milvus_deleted")
         now = _now()
@@ -579,12 +493,12 @@ class MilvusStore:
     def _insert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, now: str) -> None:
         from qa.modeltext import model_view
 
-        if len(doc.doc_id) > _ID_CHARS:
-            raise QAError(f"document id {doc.doc_id[:60]!r}... is longer than {_ID_CHARS} characters")
+        if len(doc.doc_id) > ID_CHARS:
+            raise QAError(f"document id {doc.doc_id[:60]!r}... is longer than {ID_CHARS} characters")
         sha = document_sha256(doc)
         parts = [doc.text[i : i + PART_CHARS] for i in range(0, len(doc.text), PART_CHARS)] or [""]
         self._client.insert(PREFIX + "parts", [
-            {"part_id": f"{doc.doc_id}#{n}", "doc_id": doc.doc_id, "n": n, "text": p, "dummy": _DUMMY}
+            {"part_id": f"{doc.doc_id}#{n}", "doc_id": doc.doc_id, "n": n, "text": p, "dummy": DUMMY}
             for n, p in enumerate(parts)
         ])
         rows = []
@@ -594,11 +508,11 @@ class MilvusStore:
                 if len(value.encode("utf-8", "surrogatepass")) > MAX_STRING:
                     raise QAError(
                         f"passage {c.chunk_id!r}: its {name} is longer than Milvus' {MAX_STRING}-byte strings")
-            rows.append({"id": _passage_id(c, sha), "chunk_id": c.chunk_id, "doc_id": doc.doc_id, "ordinal": n,
+            rows.append({"id": passage_id(c, sha), "chunk_id": c.chunk_id, "doc_id": doc.doc_id, "ordinal": n,
                          "char_start": c.char_start, "char_end": c.char_end, "text": c.text, "bm25_text": words,
                          "vec": v.tolist()})
-        for i in range(0, len(rows), _PAGE):
-            self._client.insert(PREFIX + "passages", rows[i : i + _PAGE])
+        for i in range(0, len(rows), PAGE):
+            self._client.insert(PREFIX + "passages", rows[i : i + PAGE])
         from qa.store import _crash_hook
 
         if _crash_hook:
@@ -606,7 +520,7 @@ class MilvusStore:
         self._client.insert(PREFIX + "documents", [{
             "doc_id": doc.doc_id, "source": doc.source[:4_096], "title": doc.title[:1_024], "sha256": sha,
             "n_chars": len(doc.text), "n_chunks": len(chunks), "n_parts": len(parts), "added_at": now,
-            "dummy": _DUMMY,
+            "dummy": DUMMY,
         }])
 
     def _refresh_counts(self) -> None:
