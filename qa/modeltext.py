@@ -171,38 +171,37 @@ def _markdown_pieces(text: str) -> list[tuple[str, int, bool, int, int]]:
     return pieces
 
 
-def _skip_bracketed(text: str, i: int, hi: int) -> int:
-    """Past the ``[...]`` that starts at ``i`` (nested brackets counted); ``i`` if none starts there."""
-    if i >= hi or text[i] != "[":
+def _skip_balanced(text: str, i: int, hi: int, opener: str, closer: str) -> int:
+    """Past the ``opener ... closer`` group that starts at ``i`` (nested ones counted, backslash escapes skipped);
+    ``i`` when none starts there or it does not close before ``hi``."""
+    if i >= hi or text[i] != opener:
         return i
-    depth = 0
-    for j in range(i, hi):
-        if text[j] == "\\":
+    depth, j = 0, i
+    while j < hi:
+        ch = text[j]
+        if ch == "\\":
+            j += 2
             continue
-        if text[j] == "[":
+        if ch == opener:
             depth += 1
-        elif text[j] == "]":
+        elif ch == closer:
             depth -= 1
             if depth == 0:
                 return j + 1
+        j += 1
     return i
+
+
+def _skip_bracketed(text: str, i: int, hi: int) -> int:
+    """Past the ``[...]`` that starts at ``i``; ``i`` if none starts there."""
+    return _skip_balanced(text, i, hi, "[", "]")
 
 
 def _skip_link_tail(text: str, i: int, hi: int) -> int:
     """Past a link's ``(destination "title")`` or ``[reference]`` right after its text; ``i`` if none."""
     if i < hi and text[i] == "[":
         return _skip_bracketed(text, i, hi)
-    if i >= hi or text[i] != "(":
-        return i
-    depth = 0
-    for j in range(i, hi):
-        if text[j] == "(":
-            depth += 1
-        elif text[j] == ")":
-            depth -= 1
-            if depth == 0:
-                return j + 1
-    return i
+    return _skip_balanced(text, i, hi, "(", ")")
 
 
 _RST_SKIP = ("system_message", "comment", "substitution_definition", "target", "raw", "pending", "problematic")
