@@ -35,6 +35,7 @@ class IndexReport:
     seconds: float
     encodings: tuple[str, ...] = ()  # "path: read as cp1252" of each text file that is not UTF-8
     excluded: tuple[str, ...] = ()  # files and folders (ending in "/") left out by an exclusion rule
+    dense_index: str = "exact (flat)"  # the dense search the index does now (qa.store.vectors.describe_index)
 
 
 def text_digest(text: str) -> str:
@@ -308,6 +309,7 @@ def index_documents(
         skipped=(),
         embedded_passages=embedded,
         seconds=time.perf_counter() - t0,
+        dense_index=stats.dense_index,
     )
 
 

@@ -125,6 +125,7 @@ def render_index_report(report) -> RenderableType:
     t.add_row("documents", f"{report.documents}  (+{len(report.added)} new, {len(report.updated)} changed, "
               f"{len(report.unchanged)} unchanged, {len(report.removed)} removed)")
     t.add_row("passages", f"{report.passages}  ({report.embedded_passages} embedded in this run)")
+    t.add_row("dense search", escape(report.dense_index))
     t.add_row("time", f"{report.seconds:.1f} s")
     if report.encodings:
         t.add_row("not UTF-8", Text("\n".join(report.encodings)))

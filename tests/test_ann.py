@@ -52,3 +52,14 @@ def test_index_turns_approximate_past_the_threshold_and_exact_again_below(tmp_pa
         assert store.stats().dense_index == "exact (flat)"
         store.verify()
         assert store.search_dense(vectors[350], 1)[0].chunk.doc_id == "d0350"
+
+
+def test_qa_index_says_which_dense_search_it_built(tmp_path, tiny_corpus, monkeypatch):
+    from test_cli_index import cli, patch_models
+
+    patch_models(monkeypatch)
+    out = cli("index", tiny_corpus, "-i", tmp_path / "small").stdout
+    assert "dense search  exact (flat)" in out
+    monkeypatch.setattr(qa.config, "ANN_MIN_PASSAGES", 1)
+    out = cli("index", tiny_corpus, "-i", tmp_path / "big").stdout
+    assert "dense search  approximate (IVF 4 lists, nprobe 4)" in out  # 4 passages: a list each, at most

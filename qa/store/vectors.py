@@ -33,8 +33,9 @@ def _new_faiss_index(dim: int) -> Any:
 
 
 def _lists_for(n: int) -> int:
-    """IVF lists for n vectors: about 4 * sqrt(n), at least 16 (faiss' guideline is 4-16 * sqrt(n))."""
-    return max(16, int(4 * np.sqrt(n)))
+    """IVF lists for n vectors: about 4 * sqrt(n), at least 16 (faiss' guideline is 4-16 * sqrt(n)), at most n
+    (k-means needs a point a list)."""
+    return max(1, min(n, max(16, int(4 * np.sqrt(n)))))
 
 
 def describe_index(index: Any) -> str:
