@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
+pytestmark = pytest.mark.milvus
 
 from conftest import TINY_DOCS, FakeEmbedder  # noqa: E402
 from test_cli_index import cli, patch_models  # noqa: E402
