@@ -154,18 +154,23 @@ def _read_manifest(conn: sqlite3.Connection, index_dir: Path) -> Manifest:
         raw = {k: json.loads(v) for k, v in rows}
     except (TypeError, ValueError) as exc:
         raise IndexCorruptError(f"{db}: the manifest is not valid JSON; {_rebuild_hint(index_dir)}") from exc
+    return manifest_from_raw(raw, str(index_dir), str(db), _rebuild_hint(index_dir))
+
+
+def manifest_from_raw(raw: dict[str, Any], index: str, holder: str, hint: str) -> Manifest:
+    """The manifest in ``raw`` (key -> JSON value) of the index at ``index``, stored in ``holder``.
+
+    Raises:
+        IndexMismatchError: another format version (``hint`` says how to rebuild).
+        IndexCorruptError: keys are missing or of the wrong type.
+    """
     version = raw.get("format_version")
     if version != FORMAT_VERSION:
-        raise IndexMismatchError(
-            f"index {index_dir} has format version {version}, this qa reads {FORMAT_VERSION}; "
-            f"{_rebuild_hint(index_dir)}"
-        )
+        raise IndexMismatchError(f"index {index} has format version {version}, this qa reads {FORMAT_VERSION}; {hint}")
     try:
         return Manifest.from_dict(raw)
     except (KeyError, TypeError, ValueError) as exc:
-        raise IndexCorruptError(
-            f"{db}: the manifest is incomplete ({exc!r}); {_rebuild_hint(index_dir)}"
-        ) from exc
+        raise IndexCorruptError(f"{holder}: the manifest is incomplete ({exc!r}); {hint}") from exc
 
 
 def _write_manifest(conn: sqlite3.Connection, values: dict[str, Any]) -> None:

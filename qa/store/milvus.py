@@ -39,7 +39,7 @@ import numpy as np
 
 from qa.errors import IndexLockedError, IndexMismatchError, IndexNotFoundError, QAError
 from qa.schema import Chunk, Document
-from qa.store.manifest import FORMAT_VERSION, IndexStats, Manifest, _now
+from qa.store.manifest import FORMAT_VERSION, IndexStats, Manifest, _now, manifest_from_raw
 from qa.store.milvus_schema import (
     DUMMY,
     ID_CHARS,
@@ -253,16 +253,8 @@ class MilvusStore:
     def _read_manifest(self) -> Manifest:
         if not self._client.has_collection(PREFIX + "manifest"):
             raise IndexNotFoundError(f"no index at {self.uri}: build one with `qa index PATH --index-uri {self.uri}`")
-        raw = self._raw_manifest()
-        if raw.get("format_version") != FORMAT_VERSION:
-            raise IndexMismatchError(
-                f"index {self.uri} has format version {raw.get('format_version')}, this qa reads {FORMAT_VERSION}; "
-                f"rebuild it with `qa index --rebuild PATH --index-uri {self.uri}`"
-            )
-        try:
-            return Manifest.from_dict(raw)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise QAError(f"{self.uri}: the manifest is incomplete ({exc!r}); rebuild the index") from exc
+        return manifest_from_raw(self._raw_manifest(), self.uri, self.uri,
+                                 f"rebuild it with `qa index --rebuild PATH --index-uri {self.uri}`")
 
     def _write_manifest(self, values: dict[str, Any]) -> None:
         rows = [{"key": k, "value": json.dumps(v, ensure_ascii=False), "dummy": DUMMY} for k, v in values.items()]
