@@ -128,11 +128,17 @@ def embed_files_with_ray(
     warnings.filterwarnings("ignore", module=r"ray\..*")
     started = not ray.is_initialized()
     if started:
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                     configure_logging=False)
-        except Exception as exc:  # noqa: BLE001 - a bad address or an unreachable cluster, named
-            raise QAError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from None
+        # a local Ray gives its raylet 30 s (fixed) to register; on a loaded machine that can run out once
+        for attempt in range(1 if address else 2):
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.WARNING, configure_logging=False)
+                break
+            except Exception as exc:  # noqa: BLE001 - a bad address or an unreachable cluster, named
+                ray.shutdown()
+                if attempt == (0 if address else 1):
+                    raise QAError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from None
+                log.warning("a local Ray did not start (%s); trying once more", exc)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
