@@ -80,7 +80,6 @@ def documents(corpus, cut: dict[str, set[int]] | None = None) -> list[Document]:
 def build_indexes(corpus, asked, conditions, work: Path, settings: Settings) -> dict[str, Path]:
     """The index of each condition, built once under ``work`` (outside and absent start from a copy of inside)."""
     from qa.indexing import index_documents, remove_documents
-
     from qa.store import peek_index_manifest
     from qa.store.manifest import FORMAT_VERSION
 

@@ -304,6 +304,7 @@ def run_bench(
     cold_start: bool = True,
     cold_runs: int = 5,
     progress: Progress | None = None,
+    index_uri: str | None = None,
 ) -> BenchReport:
     """Benchmark the whole assistant on a SQuAD file: its paragraphs are the corpus, its questions the load.
 
@@ -322,29 +323,37 @@ def run_bench(
 
     Args:
         squad_path: a SQuAD v1.1/v2.0 JSON file.
-        settings: models, retriever and ``passages_k`` (the top-k); index_dir is ignored.
+        settings: models, retriever and ``passages_k`` (the top-k); index_dir is ignored (see ``index_uri``).
         questions: how many questions to time (fewer if the file has fewer).
         seed: the sampling seed.
         cold_start: measure the fresh `qa ask` and `qa --help` processes.
         cold_runs: timed runs of each process.
         progress: called as ``progress(stage, done, total)``.
+        index_uri: build the benchmark's index in Milvus here (a Milvus Lite ``*.db`` file or a server URI)
+            instead of a temporary folder; it must hold no index yet, and the one built is left there.
 
     Returns:
         The BenchReport.
 
     Raises:
-        QAError: the file is not SQuAD, a model cannot be loaded, or a `qa` process fails.
+        QAError: the file is not SQuAD, a model cannot be loaded, a `qa` process fails, or ``index_uri``
+            already holds an index.
     """
     from qa.evaluation import EvalSummary, recall_at_k, score_question, squad_corpus
     from qa.factory import make_embedder
     from qa.indexing import index_documents
     from qa.pipeline import Assistant
-    from qa.store import PassageStore
+    from qa.store import is_milvus_location, open_index, peek_index_manifest
 
     if questions < 1:
         raise ValueError(f"questions must be at least 1, got {questions}")
     if cold_runs < 1:
         raise ValueError(f"cold_runs must be at least 1, got {cold_runs}")
+    if index_uri is not None:
+        if not is_milvus_location(index_uri):
+            raise QAError(f"{index_uri!r} names no Milvus index (a *.db file or a server URI)")
+        if peek_index_manifest(index_uri) is not None:
+            raise QAError(f"{index_uri} already holds an index; the benchmark builds its own: give a new location")
     t_start = time.perf_counter()
     settings = settings or Settings.from_env()
     report = progress or (lambda stage, done, total: None)
@@ -358,17 +367,17 @@ def run_bench(
     depth = max(top_k, RECALL_K)
 
     with tempfile.TemporaryDirectory(prefix="qa-bench-") as tmp:
-        index_dir = Path(tmp) / "index"
+        location = index_uri or str(Path(tmp) / "index")
         embedder = make_embedder(settings)
         index_documents(documents[:WARMUP_DOCUMENTS], Path(tmp) / "warmup", settings=settings, embedder=embedder)
 
         t0 = time.perf_counter()
         indexed = index_documents(
-            documents, index_dir, settings=settings, embedder=embedder,
+            documents, location, settings=settings, embedder=embedder,
             progress=lambda stage, done, total: report(f"index: {stage}", done, total),
         )
         index_s = time.perf_counter() - t0
-        with PassageStore.open(index_dir) as store:
+        with open_index(location) as store:
             texts = [c.text for d in documents for c in store.chunks_of(d.doc_id)]
         report("raw encode", 0, len(texts))
         t0 = time.perf_counter()
@@ -380,7 +389,7 @@ def run_bench(
         report("raw encode", len(texts), len(texts))
         machine = machine_info(settings)
 
-        assistant = Assistant.open(index_dir, settings)
+        assistant = Assistant.open(location, settings)
         try:
             s = assistant.settings
             retriever = assistant.retriever
@@ -422,7 +431,8 @@ def run_bench(
         help_runs_s: list[float] = []
         peak_rss: float | None = None
         if cold_start:
-            argv = [sys.executable, "-m", "qa", "ask", sample[0].question, "--index-dir", str(index_dir),
+            where = ["--index-uri", location] if index_uri else ["--index-dir", location]
+            argv = [sys.executable, "-m", "qa", "ask", sample[0].question, *where,
                     "--top-k", str(top_k), "--retriever", s.retriever]
             if settings.reader is not None:
                 argv += ["--reader", settings.reader]
@@ -456,6 +466,7 @@ def run_bench(
             "query_encoder": query_encoder,
             "min_score": s.min_score,
             "seed": seed,
+            "store": f"Milvus ({index_uri})" if index_uri else "local (SQLite + FAISS)",
         },
         documents=len(documents),
         passages=indexed.passages,
@@ -517,7 +528,8 @@ def render_markdown(report: BenchReport) -> str:
         f"**Run:** `{Path(r.squad_path).name}`, {r.questions} questions (seed {st['seed']}, spread over articles, "
         f"after {r.warmup_questions} untimed warm-up questions), top-k {st['top_k']}, {st['retriever']} retriever, "
         f"reader `{Path(str(st['reader'])).name}` ({st['reader_runtime']}), query encoder {st['query_encoder']}, "
-        f"min score {st['min_score']}; {r.seconds:.0f} s in all",
+        f"min score {st['min_score']}, index store {st.get('store', 'local (SQLite + FAISS)')}; "
+        f"{r.seconds:.0f} s in all",
         "",
         "| measure | value |",
         "|---|---|",

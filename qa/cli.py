@@ -614,6 +614,10 @@ def bench(
     allow_download: AllowDownload = None,
     runtime: RuntimeOpt = None,
     embedder: Annotated[str | None, typer.Option(help="Embedder: a Hugging Face id or local folder.")] = None,
+    index_uri: Annotated[str | None, typer.Option(
+        "--index-uri", metavar="URI", help="Build the benchmark's index in Milvus (a new Milvus Lite file "
+        "./bench.milvus.db, or a server http://host:19530) instead of a temporary folder; it is left there. "
+        "Needs qa[milvus].")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the question sample.")] = 13,
     skip_cold_start: Annotated[bool, typer.Option(help="Skip the fresh `qa ask` and `qa --help` processes.")]
     = False,
@@ -629,9 +633,10 @@ def bench(
     settings = _settings(retriever=retriever, reader=reader, embedder=embedder, passages_k=top_k,
                          allow_download=allow_download,
                          reader_runtime=runtime)
+    location = _location(None, index_uri)
     report = _run(lambda: _with_progress(lambda update: qa_bench.run_bench(
         squad, settings=settings, questions=questions, seed=seed, cold_start=not skip_cold_start,
-        cold_runs=cold_runs, progress=update)))
+        cold_runs=cold_runs, progress=update, index_uri=location)))
     if output is not None:
         _run(lambda: qa_bench.write_output(report, output, as_json=as_json))
     if as_json:

@@ -201,3 +201,25 @@ def test_a_milvus_lite_index_open_in_another_process_is_one_clear_line(tmp_path,
         f"time; to share it, serve it (`milvus-lite server --data-dir {uri}`) and use --index-uri "
         "http://127.0.0.1:19530"
     ]
+
+
+def test_bench_builds_its_index_in_milvus_lite_and_refuses_one_that_holds_an_index(tmp_path, tiny_reader):
+    from test_bench import TINY_SQUAD
+    from typer.testing import CliRunner
+
+    from qa.cli import app
+
+    squad = tmp_path / "tiny-squad.json"
+    squad.write_text(json.dumps(TINY_SQUAD), encoding="utf-8")
+    uri = str(tmp_path / "bench.milvus.db")
+    args = ["bench", str(squad), "--reader", str(tiny_reader), "--questions", "2", "--cold-runs", "1", "--json",
+            "--index-uri", uri]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    d = json.loads(result.stdout)
+    assert d["store"] == f"Milvus ({uri})" and d["index"]["passages"] == 2 and d["quality"]["n"] == 2
+    assert isinstance(d["cold_start_s"], float)  # fresh `qa ask --index-uri` processes answered from it
+    with open_index(uri) as store:
+        assert store.stats().documents == 2  # left there
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code != 0 and "already holds an index" in again.output

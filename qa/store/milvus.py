@@ -60,6 +60,22 @@ log = logging.getLogger(__name__)
 LEASE_S = 600.0  # a writer's lease lasts this long without renewal (each batch renews it)
 
 
+# Milvus Lite serves a .db folder from a server inside the process that opened it, held (with the folder's lock)
+# until that process ends unless released: the stores open on each folder in this process, so that the last one
+# to close lets other processes open it (a `qa ask` after `qa bench` in one Python, a test after another).
+_LITE_USERS: dict[str, int] = {}
+
+
+def _release_lite(uri: str) -> None:
+    path = os.path.abspath(uri)
+    _LITE_USERS[path] = _LITE_USERS.get(path, 1) - 1
+    if _LITE_USERS[path] <= 0:
+        del _LITE_USERS[path]
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(path)
+
+
 def _versions() -> dict[str, str]:
     import pymilvus
 
@@ -98,7 +114,10 @@ class MilvusStore:
             logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
             logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)  # its lock error is reported below
         try:
-            return MilvusClient(uri=uri, token=milvus_token())
+            client = MilvusClient(uri=uri, token=milvus_token())
+            if uri.endswith(".db"):
+                _LITE_USERS[os.path.abspath(uri)] = _LITE_USERS.get(os.path.abspath(uri), 0) + 1
+            return client
         except Exception as exc:  # noqa: BLE001 - any connection failure is reported with the URI
             if uri.endswith(".db") and lite_locked(uri):
                 raise QAError(
@@ -200,6 +219,8 @@ class MilvusStore:
                 self._client.close()
             finally:
                 self._client = None
+                if self.uri.endswith(".db"):
+                    _release_lite(self.uri)
 
     def __enter__(self) -> MilvusStore:
         return self
