@@ -45,3 +45,22 @@ def test_cli_index_with_ray_into_milvus_lite(tmp_path, tiny_corpus):
     out = cli("index", tiny_corpus, "--index-uri", uri, "--ray").stdout
     assert "+4 new" in out
     assert "--ray-address needs --ray" in cli("index", tiny_corpus, "--ray-address", "auto", code=2).stderr
+
+
+def test_ray_bench_times_both_paths_on_the_same_passages(tmp_path, capsys):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+    import ray_bench
+    from test_bench import TINY_SQUAD
+
+    squad = tmp_path / "tiny.json"
+    squad.write_text(json.dumps(TINY_SQUAD), encoding="utf-8")
+    out = tmp_path / "ray.json"
+    assert ray_bench.main([str(squad), "--articles", "5", "--out", str(out)]) == 0
+    assert "| one process |" in capsys.readouterr().out
+    d = json.loads(out.read_text())
+    assert d["articles"] == 2 and d["same_passages"] is True
+    assert d["single"]["passages"] == d["ray"]["passages"] == 2 and d["ray_start"]["workers"] >= 1
