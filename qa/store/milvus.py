@@ -40,40 +40,21 @@ import numpy as np
 from qa.errors import IndexLockedError, IndexMismatchError, IndexNotFoundError, QAError
 from qa.schema import Chunk, Document
 from qa.store.manifest import FORMAT_VERSION, IndexStats, Manifest, _now, manifest_from_raw
+from qa.store.milvus_client import connect, release
 from qa.store.milvus_schema import (
     DUMMY,
-    ID_CHARS,
-    MAX_STRING,
     PAGE,
-    PART_CHARS,
     PREFIX,
     bm25_text,
     create_collections,
+    document_rows,
     ids_filter,
-    lite_locked,
-    passage_id,
 )
 from qa.store.rows import ScoredChunk, document_sha256
 
 log = logging.getLogger(__name__)
 
 LEASE_S = 600.0  # a writer's lease lasts this long without renewal (each batch renews it)
-
-
-# Milvus Lite serves a .db folder from a server inside the process that opened it, held (with the folder's lock)
-# until that process ends unless released: the stores open on each folder in this process, so that the last one
-# to close lets other processes open it (a `qa ask` after `qa bench` in one Python, a test after another).
-_LITE_USERS: dict[str, int] = {}
-
-
-def _release_lite(uri: str) -> None:
-    path = os.path.abspath(uri)
-    _LITE_USERS[path] = _LITE_USERS.get(path, 1) - 1
-    if _LITE_USERS[path] <= 0:
-        del _LITE_USERS[path]
-        from milvus_lite.server_manager import server_manager_instance
-
-        server_manager_instance.release_server(path)
 
 
 def _versions() -> dict[str, str]:
@@ -95,38 +76,6 @@ class MilvusStore:
         self._lease = False
 
     # ---- opening -------------------------------------------------------------------------------
-    @staticmethod
-    def _connect(uri: str, *, create: bool) -> Any:
-        from qa.config import milvus_token
-
-        if uri.endswith(".db") and not create and not Path(uri).exists():
-            raise IndexNotFoundError(f"no index at {uri}: build one with `qa index PATH --index-uri {uri}`")
-        try:
-            from pymilvus import MilvusClient
-        except ImportError as exc:
-            raise QAError(f"{uri} is a Milvus index, and pymilvus is not installed: pip install 'qa[milvus]'") from exc
-        if uri.endswith(".db") and create:
-            Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        if uri.endswith(".db"):
-            # Milvus Lite's in-process server lacks AllocTimestamp: query iterators log its traceback (grpc) and a
-            # warning (pymilvus), then work with the client's clock; neither is the user's concern
-            logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
-            logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
-            logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)  # its lock error is reported below
-        try:
-            client = MilvusClient(uri=uri, token=milvus_token())
-            if uri.endswith(".db"):
-                _LITE_USERS[os.path.abspath(uri)] = _LITE_USERS.get(os.path.abspath(uri), 0) + 1
-            return client
-        except Exception as exc:  # noqa: BLE001 - any connection failure is reported with the URI
-            if uri.endswith(".db") and lite_locked(uri):
-                raise QAError(
-                    f"another process has the Milvus Lite index {uri} open, and Milvus Lite serves one process at "
-                    f"a time; to share it, serve it (`milvus-lite server --data-dir {uri}`) and use --index-uri "
-                    "http://127.0.0.1:19530"
-                ) from None
-            raise QAError(f"cannot connect to Milvus at {uri}: {type(exc).__name__}: {exc}") from None
-
     @classmethod
     def open(cls, uri: str | Path, *, readonly: bool = True, lock_timeout: float = 0.0) -> MilvusStore:
         """Open an existing index; IndexNotFoundError if the database holds none."""
@@ -141,7 +90,7 @@ class MilvusStore:
     @classmethod
     def _opened(cls, uri: str, *, create: bool, readonly: bool, setup: Any) -> MilvusStore:
         """A connected store with its collections loaded and ``setup(store)`` done; closed again if that fails."""
-        store = cls(uri, cls._connect(uri, create=create), readonly=readonly)
+        store = cls(uri, connect(uri, create=create), readonly=readonly)
         try:
             store._load()
             setup(store)
@@ -219,8 +168,7 @@ class MilvusStore:
                 self._client.close()
             finally:
                 self._client = None
-                if self.uri.endswith(".db"):
-                    _release_lite(self.uri)
+                release(self.uri)
 
     def __enter__(self) -> MilvusStore:
         return self
@@ -495,46 +443,32 @@ class MilvusStore:
             self._client.delete(PREFIX + "parts", filter=ids_filter("doc_id", ids))
         if _crash_hook:
             _crash_hook("milvus_deleted")
-        now = _now()
-        for doc, chunks, vectors in upserts:
-            self._insert_document(doc, chunks, np.asarray(vectors, dtype=np.float32), now)
+        self._insert_documents([(d, c, np.asarray(v, dtype=np.float32)) for d, c, v in upserts], _now())
         if _crash_hook:
             _crash_hook("milvus_written")
         self._write_manifest({"pending": []})
         self._refresh_counts()
 
-    def _insert_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray, now: str) -> None:
-        from qa.modeltext import model_view
-
-        if len(doc.doc_id) > ID_CHARS:
-            raise QAError(f"document id {doc.doc_id[:60]!r}... is longer than {ID_CHARS} characters")
-        sha = document_sha256(doc)
-        parts = [doc.text[i : i + PART_CHARS] for i in range(0, len(doc.text), PART_CHARS)] or [""]
-        self._client.insert(PREFIX + "parts", [
-            {"part_id": f"{doc.doc_id}#{n}", "doc_id": doc.doc_id, "n": n, "text": p, "dummy": DUMMY}
-            for n, p in enumerate(parts)
-        ])
-        rows = []
-        for n, (c, v) in enumerate(zip(chunks, vectors, strict=True)):
-            words = bm25_text(model_view(c.text, doc.source).text)
-            for name, value in (("text", c.text), ("bm25_text", words)):
-                if len(value.encode("utf-8", "surrogatepass")) > MAX_STRING:
-                    raise QAError(
-                        f"passage {c.chunk_id!r}: its {name} is longer than Milvus' {MAX_STRING}-byte strings")
-            rows.append({"id": passage_id(c, sha), "chunk_id": c.chunk_id, "doc_id": doc.doc_id, "ordinal": n,
-                         "char_start": c.char_start, "char_end": c.char_end, "text": c.text, "bm25_text": words,
-                         "vec": v.tolist()})
-        for i in range(0, len(rows), PAGE):
-            self._client.insert(PREFIX + "passages", rows[i : i + PAGE])
+    def _insert_documents(self, upserts: Sequence[tuple[Document, Sequence[Chunk], np.ndarray]], now: str) -> None:
+        """Write the documents' text parts and passages, then their markers (``documents`` rows): a passage is only
+        cited once its document's marker is there, so a write stopped before the markers leaves nothing citable
+        (and ``pending`` in the manifest for the next writer to clear). Rows go in pages of PAGE, across
+        documents: Milvus takes one insert of a thousand rows in about the time of one of a single row."""
         from qa.store import _crash_hook
 
+        parts_rows, passage_rows, markers = [], [], []
+        for doc, chunks, vectors in upserts:
+            parts, passages, marker = document_rows(doc, chunks, vectors, now)
+            parts_rows += parts
+            passage_rows += passages
+            markers.append(marker)
+        for name, rows in (("parts", parts_rows), ("passages", passage_rows)):
+            for i in range(0, len(rows), PAGE):
+                self._client.insert(PREFIX + name, rows[i : i + PAGE])
         if _crash_hook:
             _crash_hook("milvus_passages_written")
-        self._client.insert(PREFIX + "documents", [{
-            "doc_id": doc.doc_id, "source": doc.source[:4_096], "title": doc.title[:1_024], "sha256": sha,
-            "n_chars": len(doc.text), "n_chunks": len(chunks), "n_parts": len(parts), "added_at": now,
-            "dummy": DUMMY,
-        }])
+        for i in range(0, len(markers), PAGE):
+            self._client.insert(PREFIX + "documents", markers[i : i + PAGE])
 
     def _refresh_counts(self) -> None:
         m = self._read_manifest()

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import re
 import unicodedata
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from qa.schema import Chunk
-from qa.store.rows import _STOP_WORDS
+from qa.errors import QAError
+from qa.schema import Chunk, Document
+from qa.store.rows import _STOP_WORDS, document_sha256
 
 PREFIX = "qa_"
 PART_CHARS = 16_000  # 4 bytes a character at most: a part stays under Milvus' 65,535-byte strings
@@ -85,20 +84,6 @@ def bm25_text(text: str) -> str:
     return " ".join(_stemmer.stemWords(words))
 
 
-def lite_locked(uri: str) -> bool:
-    """True when another process holds the lock of a Milvus Lite data folder."""
-    lock = Path(uri) / "LOCK"
-    if not lock.exists():
-        return False
-    with lock.open("a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-    return False
-
-
 def ids_filter(field: str, values: Sequence[str]) -> str:
     """``field in [...]`` with each string as a JSON literal (Milvus' expressions read JSON string escapes)."""
     return f"{field} in [{', '.join(json.dumps(v, ensure_ascii=False) for v in values)}]"
@@ -109,3 +94,33 @@ def passage_id(chunk: Chunk, sha: str) -> int:
     return int(hashlib.sha256(f"{chunk.chunk_id}\x00{sha}".encode()).hexdigest()[:15], 16)
 
 
+
+
+def document_rows(doc: Document, chunks: Sequence[Chunk], vectors: Any, now: str) -> tuple[list, list, dict]:
+    """A document's rows: its text in parts, its passages (with BM25 words of their model view and vectors), and
+    its marker (the ``documents`` row, written last).
+
+    Raises:
+        QAError: an id or a passage too long for Milvus' strings.
+    """
+    from qa.modeltext import model_view
+
+    if len(doc.doc_id) > ID_CHARS:
+        raise QAError(f"document id {doc.doc_id[:60]!r}... is longer than {ID_CHARS} characters")
+    sha = document_sha256(doc)
+    parts = [doc.text[i : i + PART_CHARS] for i in range(0, len(doc.text), PART_CHARS)] or [""]
+    part_rows = [{"part_id": f"{doc.doc_id}#{n}", "doc_id": doc.doc_id, "n": n, "text": p, "dummy": DUMMY}
+                 for n, p in enumerate(parts)]
+    passages = []
+    for n, (c, v) in enumerate(zip(chunks, vectors, strict=True)):
+        words = bm25_text(model_view(c.text, doc.source).text)
+        for name, value in (("text", c.text), ("bm25_text", words)):
+            if len(value.encode("utf-8", "surrogatepass")) > MAX_STRING:
+                raise QAError(f"passage {c.chunk_id!r}: its {name} is longer than Milvus' {MAX_STRING}-byte strings")
+        passages.append({"id": passage_id(c, sha), "chunk_id": c.chunk_id, "doc_id": doc.doc_id, "ordinal": n,
+                         "char_start": c.char_start, "char_end": c.char_end, "text": c.text, "bm25_text": words,
+                         "vec": v.tolist()})
+    marker = {"doc_id": doc.doc_id, "source": doc.source[:4_096], "title": doc.title[:1_024], "sha256": sha,
+              "n_chars": len(doc.text), "n_chunks": len(chunks), "n_parts": len(parts), "added_at": now,
+              "dummy": DUMMY}
+    return part_rows, passages, marker
