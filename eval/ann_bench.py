@@ -14,7 +14,8 @@ Two kinds of vectors:
 For each set it builds the exact index the local store uses (flat inner product) and the IVF index it switches to
 (``qa.store.vectors``: about 4 * sqrt(n) lists, trained on a fixed sample), then runs single queries on one thread
 (as ``qa ask`` does) and reports p50/p95 latency, recall@10 against the exact top 10, and how often the exact
-nearest passage is in the approximate top 10, for several ``nprobe``.
+nearest passage is in the approximate top 10, for several ``nprobe``, among them the one
+``qa`` uses for that many lists (marked "(qa)", ``qa.store.vectors.nprobe_for``).
 The table says which machine measured it; run it on an idle machine.
 """
 
@@ -89,7 +90,7 @@ def measure(name: str, vectors: np.ndarray, queries: np.ndarray) -> dict:
     """Exact and IVF search over ``vectors``: build time, latency and recall@10 per nprobe."""
     import faiss
 
-    from qa.store.vectors import _lists_for
+    from qa.store.vectors import _lists_for, nprobe_for
 
     faiss.omp_set_num_threads(1)
     n, dim = vectors.shape
@@ -106,14 +107,14 @@ def measure(name: str, vectors: np.ndarray, queries: np.ndarray) -> dict:
     build_s = time.perf_counter() - t0
     faiss.omp_set_num_threads(1)
     rows = []
-    for nprobe in NPROBES:
-        if nprobe > nlist:
-            continue
+    rule = nprobe_for(nlist)
+    for nprobe in sorted({p for p in NPROBES if p <= nlist} | {rule}):
         ivf.nprobe = nprobe
         found, ms = _timed_search(ivf, queries)
         recall = np.mean([len(set(f) & set(e)) / K for f, e in zip(found, exact, strict=True)])
         top1 = np.mean([e[0] in set(f) for f, e in zip(found, exact, strict=True)])
-        rows.append({"nprobe": nprobe, "recall_at_10": round(float(recall), 4), "top1_in_10": round(float(top1), 4),
+        rows.append({"nprobe": nprobe, "qa_default": nprobe == rule, "recall_at_10": round(float(recall), 4),
+                     "top1_in_10": round(float(top1), 4),
                      "p50_ms": round(float(np.percentile(ms, 50)), 3),
                      "p95_ms": round(float(np.percentile(ms, 95)), 3)})
     return {"set": name, "passages": n, "queries": len(queries), "nlist": nlist, "ivf_build_s": round(build_s, 1),
@@ -129,7 +130,8 @@ def table(results: list[dict]) -> str:
         for j, row in enumerate(r["ivf"]):
             head = (f"| {r['set']} | {r['passages']:,} | {r['flat_p50_ms']:.2f} / {r['flat_p95_ms']:.2f} ms | "
                     f"{r['nlist']:,} ({r['ivf_build_s']:.0f} s) |") if j == 0 else "| | | | |"
-            lines.append(f"{head} {row['nprobe']} | {row['recall_at_10']:.3f} | {row['top1_in_10']:.3f} | "
+            mark = " (qa)" if row.get("qa_default") else ""
+            lines.append(f"{head} {row['nprobe']}{mark} | {row['recall_at_10']:.3f} | {row['top1_in_10']:.3f} | "
                          f"{row['p50_ms']:.2f} / {row['p95_ms']:.2f} ms |")
     return "\n".join(lines)
 

@@ -63,3 +63,9 @@ def test_qa_index_says_which_dense_search_it_built(tmp_path, tiny_corpus, monkey
     monkeypatch.setattr(qa.config, "ANN_MIN_PASSAGES", 1)
     out = cli("index", tiny_corpus, "-i", tmp_path / "big").stdout
     assert "dense search  approximate (IVF 4 lists, nprobe 4)" in out  # 4 passages: a list each, at most
+
+
+def test_probed_lists_are_a_share_of_the_lists_with_a_floor():
+    from qa.store.vectors import nprobe_for
+
+    assert [nprobe_for(n) for n in (10, 80, 1_210, 4_000)] == [10, 32, 61, 200]

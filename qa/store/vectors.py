@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -38,6 +39,14 @@ def _lists_for(n: int) -> int:
     return max(1, min(n, max(16, int(4 * np.sqrt(n)))))
 
 
+def nprobe_for(nlist: int) -> int:
+    """Lists an IVF search probes: a fixed share of them (ANN_PROBE_SHARE), at least ANN_MIN_NPROBE, at most all,
+    so that recall stays about the same as the index grows (its lists grow as sqrt(n))."""
+    from qa.config import ANN_MIN_NPROBE, ANN_PROBE_SHARE
+
+    return max(1, min(nlist, max(ANN_MIN_NPROBE, math.ceil(ANN_PROBE_SHARE * nlist))))
+
+
 def describe_index(index: Any) -> str:
     """What kind of dense search an index does: "exact (flat)" or "approximate (IVF n lists, nprobe p)"."""
     import faiss
@@ -45,9 +54,7 @@ def describe_index(index: Any) -> str:
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is None:
         return "exact (flat)"
-    from qa.config import ANN_NPROBE
-
-    return f"approximate (IVF {ivf.nlist} lists, nprobe {min(ANN_NPROBE, ivf.nlist)})"
+    return f"approximate (IVF {ivf.nlist} lists, nprobe {nprobe_for(ivf.nlist)})"
 
 
 def _ids_of(index: Any) -> np.ndarray:
@@ -249,11 +256,9 @@ def _search(index: Any, q: np.ndarray, k: int, index_dir: Path) -> list[tuple[in
         return []
     import faiss
 
-    from qa.config import ANN_NPROBE
-
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
-        ivf.nprobe = min(ANN_NPROBE, ivf.nlist)
+        ivf.nprobe = nprobe_for(ivf.nlist)
     try:
         with _one_faiss_thread():
             scores, ids = index.search(q, min(k, n))
