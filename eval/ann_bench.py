@@ -22,12 +22,12 @@ The table says which machine measured it; run it on an idle machine.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_io import save_report
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -169,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"machine": machine(), "results": results}
     print(f"Machine: {report['machine']}\n")
     print(table(results))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    save_report(report, args.out)
     return 0
 
 

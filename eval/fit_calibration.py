@@ -84,9 +84,10 @@ def build_indexes(corpus, asked, conditions, work: Path, settings: Settings) -> 
     from qa.store.manifest import FORMAT_VERSION
 
     for d in (work / c for c in CONDITIONS):  # an index of an older format (or a broken one) is built again
-        m = peek_index_manifest(d) if (d / "index.sqlite").exists() else None
-        if (d / "index.sqlite").exists() and (m is None or m.format_version != FORMAT_VERSION):
-            shutil.rmtree(d)
+        if (d / "index.sqlite").exists():
+            m = peek_index_manifest(d)
+            if m is None or m.format_version != FORMAT_VERSION:
+                shutil.rmtree(d)
     dirs = {}
     inside = work / "inside"
     if not (inside / "index.sqlite").exists():

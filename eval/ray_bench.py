@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_io import run_step, save_report
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -81,15 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         n = write_corpus(args.squad, args.articles, work / "corpus")
         results = []
         for how in ("single", "ray-start", "ray"):
-            cmd = [sys.executable, __file__, str(args.squad), "--child", how, str(work / "corpus"),
-                   str(work / f"index-{how}")]
+            cmd = [__file__, str(args.squad), "--child", how, str(work / "corpus"), str(work / f"index-{how}")]
             if args.ray_address:
                 cmd += ["--ray-address", args.ray_address]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ})
-            if out.returncode != 0:
-                print(f"{how}: failed ({out.returncode}): {out.stderr[-2000:]}", file=sys.stderr)
-                return 1
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            results.append(run_step(cmd, how))
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
     single, start, ray_run = results
@@ -105,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| Ray Data, {where} ({start['workers']} CPUs) | {ray_run['seconds']:.1f} s | "
           f"{ray_run['passages_per_s']:.1f} |")
     print(f"| of which Ray start-up and shutdown alone | {start['seconds']:.1f} s | |")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    save_report(report, args.out)
     return 0 if same else 1
 
 

@@ -20,13 +20,13 @@ import argparse
 import json
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_io import run_step, save_report
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -187,15 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     for backend in backends:
         work = Path(tempfile.mkdtemp(prefix=f"qa-scale-{backend}-", dir=args.workdir))
         try:
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", backend, "--passages", str(args.passages), "--batch",
-                 str(args.batch), "--queries", str(args.queries), "--workdir", str(work)],
-                capture_output=True, text=True, check=False,
-            )
-            if out.returncode != 0:
-                print(f"{backend}: failed ({out.returncode}): {out.stderr[-2000:]}", file=sys.stderr)
-                return 1
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            results.append(run_step(
+                [__file__, "--child", backend, "--passages", str(args.passages), "--batch", str(args.batch),
+                 "--queries", str(args.queries), "--workdir", str(work)], backend))
+        except RuntimeError as exc:
+            print(exc, file=sys.stderr)
+            return 1
         finally:
             shutil.rmtree(work, ignore_errors=True)
     from beir_eval import machine  # CPU, cores, load average, Python: latency depends on them
@@ -203,9 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"machine": machine(), "vectors": "random unit vectors (not embedded)", "results": results}
     print(f"Machine: {report['machine']}; vectors: {report['vectors']}\n")
     print(table(results))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    save_report(report, args.out)
     return 0
 
 

@@ -462,13 +462,15 @@ class MilvusStore:
             parts_rows += parts
             passage_rows += passages
             markers.append(marker)
-        for name, rows in (("parts", parts_rows), ("passages", passage_rows)):
-            for i in range(0, len(rows), PAGE):
-                self._client.insert(PREFIX + name, rows[i : i + PAGE])
+        self._insert_pages("parts", parts_rows)
+        self._insert_pages("passages", passage_rows)
         if _crash_hook:
             _crash_hook("milvus_passages_written")
-        for i in range(0, len(markers), PAGE):
-            self._client.insert(PREFIX + "documents", markers[i : i + PAGE])
+        self._insert_pages("documents", markers)
+
+    def _insert_pages(self, collection: str, rows: Sequence[dict]) -> None:
+        for i in range(0, len(rows), PAGE):
+            self._client.insert(PREFIX + collection, rows[i : i + PAGE])
 
     def _refresh_counts(self) -> None:
         m = self._read_manifest()

@@ -94,8 +94,6 @@ def passage_id(chunk: Chunk, sha: str) -> int:
     return int(hashlib.sha256(f"{chunk.chunk_id}\x00{sha}".encode()).hexdigest()[:15], 16)
 
 
-
-
 def document_rows(doc: Document, chunks: Sequence[Chunk], vectors: Any, now: str) -> tuple[list, list, dict]:
     """A document's rows: its text in parts, its passages (with BM25 words of their model view and vectors), and
     its marker (the ``documents`` row, written last).
