@@ -223,3 +223,37 @@ def test_bench_builds_its_index_in_milvus_lite_and_refuses_one_that_holds_an_ind
         assert store.stats().documents == 2  # left there
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0 and "already holds an index" in again.output
+
+
+class _LosingUpserts:
+    """A Milvus client whose first ``lose`` manifest upserts keep nothing, as Milvus 2.5 does now and then."""
+
+    def __init__(self, client, lose: int) -> None:
+        self._client, self.lose = client, lose
+
+    def upsert(self, collection, rows):
+        if collection.endswith("manifest") and self.lose > 0:
+            self.lose -= 1
+            return {"upsert_count": len(rows)}
+        return self._client.upsert(collection, rows)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_a_lost_manifest_upsert_is_written_again_and_a_server_that_keeps_losing_is_an_error(tmp_path, tiny_corpus):
+    import qa.store.milvus as milvus_store
+    from qa.errors import QAError
+
+    uri = str(tmp_path / "idx.db")
+    build_index([tiny_corpus], uri, embedder=FakeEmbedder())
+    with MilvusStore.open_for_write(uri) as store:
+        store._client = _LosingUpserts(store._client, lose=2)
+        store.set_setting("min_score", 0.25)
+        assert store._client.lose == 0 and store.get_setting("min_score") == 0.25
+        store._client.lose = milvus_store.MANIFEST_TRIES
+        with pytest.raises(QAError, match=r"did not keep the manifest key\(s\) settings"):
+            store.set_setting("min_score", 0.5)
+        store._client = store._client._client
+    with open_index(uri) as store:
+        assert store.get_setting("min_score") == 0.25

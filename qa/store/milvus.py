@@ -55,6 +55,7 @@ from qa.store.rows import ScoredChunk, document_sha256
 log = logging.getLogger(__name__)
 
 LEASE_S = 600.0  # a writer's lease lasts this long without renewal (each batch renews it)
+MANIFEST_TRIES = 5  # a manifest write that does not read back is tried this many times
 
 
 def _versions() -> dict[str, str]:
@@ -226,8 +227,23 @@ class MilvusStore:
                                  f"rebuild it with `qa index --rebuild PATH --index-uri {self.uri}`")
 
     def _write_manifest(self, values: dict[str, Any]) -> None:
-        rows = [{"key": k, "value": json.dumps(v, ensure_ascii=False), "dummy": DUMMY} for k, v in values.items()]
-        self._client.upsert(PREFIX + "manifest", rows)
+        """Upsert manifest keys and read them back: Milvus 2.5 upserts can lose a row under load (milvus-io/milvus
+        issues 38947, 42147, 43315; seen here at 1M passages with Milvus Lite 2.5.1), so a key that does not read
+        back as written is written again, up to :data:`MANIFEST_TRIES` times, before the write fails loudly."""
+        wanted = {k: json.dumps(v, ensure_ascii=False) for k, v in values.items()}
+        todo = dict(wanted)
+        for attempt in range(MANIFEST_TRIES):
+            self._client.upsert(PREFIX + "manifest", [{"key": k, "value": v, "dummy": DUMMY} for k, v in todo.items()])
+            found = {r["key"]: r["value"] for r in self._client.query(
+                PREFIX + "manifest", filter=ids_filter("key", sorted(wanted)), output_fields=["key", "value"])}
+            todo = {k: v for k, v in wanted.items() if found.get(k) != v}
+            if not todo:
+                return
+            log.warning("%s: manifest key(s) %s did not read back after writing them (try %d); writing again",
+                        self.uri, ", ".join(sorted(todo)), attempt + 1)
+            time.sleep(0.1 * (attempt + 1))
+        raise QAError(f"{self.uri}: Milvus did not keep the manifest key(s) {', '.join(sorted(todo))} after "
+                      f"{MANIFEST_TRIES} writes; the server is losing upserts, check its logs")
 
     def check_embedder(self, name: str, dim: int | None = None) -> None:
         """Raise IndexMismatchError unless the index was built with embedder ``name`` (and ``dim``, if given)."""
