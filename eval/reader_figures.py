@@ -7,6 +7,8 @@ Steps (each writes OUT/NAME/<step>.json and per-question reports beside it):
 - gold: the reader given the gold paragraph: v1.1 on the dev articles (squad11-dev-train.json less the
   v20_train and tune articles), and v2.0 (answerable and unanswerable) on the dev_v20 articles, read once with
   no threshold so that abstention at every threshold is known.
+- gold-tune: the gold-paragraph figures on the tune articles (v1.1, and v2.0 by threshold): where training
+  choices (such as the negatives' shares) are made.
 - tune: choices made on the tune articles only: rank_penalty from end-to-end candidates of the v1.1 tune
   questions (hybrid, top-k 5; the F1 of the best answer, never abstaining, for each penalty of a grid), then
   min_score from the v2.0 tune questions end to end with that penalty (the threshold of best SQuAD v2 F1).
@@ -70,6 +72,30 @@ def run_gold(settings: Settings, data: Path, out: Path) -> dict:
     res["v20_dev_by_threshold"] = {str(t): _summary(v20.with_threshold(t)) for t in THRESHOLDS}
     res["v20_dev_at_min_score"] = _summary(v20.with_threshold(settings.min_score))
     return res
+
+
+def abstention_within(by_threshold: dict[str, dict], points: float = 3.0) -> dict:
+    """The issue's operating point: the most unanswerable questions abstained on at a threshold where answerable
+    F1 stays within ``points`` of never abstaining (threshold 0)."""
+    never = by_threshold["0.0"]["has_answer"]["f1"]
+    ok = [(v["no_answer"]["accuracy"], float(t), v["has_answer"]["f1"]) for t, v in by_threshold.items()
+          if v["has_answer"]["f1"] >= never - points]
+    acc, t, f1 = max(ok)
+    return {"threshold": t, "unanswerable_abstained": acc, "answerable_f1": f1, "answerable_f1_never": never}
+
+
+def run_gold_tune(settings: Settings, data: Path, out: Path) -> dict:
+    """The gold-paragraph figures on the tune articles (where training choices are made; never reported)."""
+    tune = split()["tune"]
+    v11, _ = evaluate_file(data / "squad11-dev-train.json", settings=settings, mode="reader", articles=tune,
+                           threshold=0.0)
+    write_report(v11, out / "gold-v11-tune.jsonl")
+    v20, _ = evaluate_file(data / "squad20-dev-half-train.json", settings=settings, mode="reader", articles=tune,
+                           threshold=0.0)
+    write_report(v20.with_threshold(settings.min_score), out / "gold-v20-tune.jsonl")
+    by_t = {str(t): _summary(v20.with_threshold(t)) for t in THRESHOLDS}
+    return {"v11_tune_never_abstain": _summary(v11), "v11_tune_at_min_score": _summary(v11.with_threshold(
+        settings.min_score)), "v20_tune_by_threshold": by_t, "v20_tune_within_3": abstention_within(by_t)}
 
 
 def _candidates(settings: Settings, gold_path: Path, titles: list[str]) -> list[dict]:
@@ -186,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         if step == "gold":
             results["gold"] = run_gold(settings, args.data, out)
+        elif step == "gold-tune":
+            results["gold_tune"] = run_gold_tune(settings, args.data, out)
         elif step == "tune":
             results["tune"] = run_tune(settings, args.data, out)
         elif step in ("e2e", "seed"):
@@ -196,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             results[step] = {"rank_penalty": p, "min_score": t,
                              **(run_e2e(chosen, args.data, out) if step == "e2e" else run_seed(chosen, out))}
         else:
-            raise SystemExit(f"error: unknown step {step!r} (gold, tune, e2e, seed)")
+            raise SystemExit(f"error: unknown step {step!r} (gold, gold-tune, tune, e2e, seed)")
         results.setdefault("seconds", {})[step] = round(time.time() - t0, 1)
         results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         print(f"{step}: {time.time() - t0:.0f} s -> {results_path}", flush=True)

@@ -744,6 +744,10 @@ def train_reader(
     retrieved_negatives: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Share of answerable questions also trained as unanswerable over the best BM25 "
         "paragraph of another training article that lacks every gold answer.")] = 0.0,
+    perturbed_negatives: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of answerable questions also trained as unanswerable over their own paragraph, "
+        "changed so that it no longer answers them (a name, number or antonym swapped, a negation: SQuAD 2.0's "
+        "kind).")] = 0.0,
     negative_weight: Annotated[float, typer.Option(
         min=0.01, help="Loss weight of unanswerable windows (mined or real) against answerable "
         "ones.")] = 1.0,
@@ -798,6 +802,7 @@ def train_reader(
         dev_articles=tuple(dev_article or ()), max_length=max_length, doc_stride=doc_stride, epochs=epochs,
         batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device, max_steps=max_steps,
         save_every=save_every, resume=resume, synthetic_negatives=synthetic_negatives,
+        perturbed_negatives=perturbed_negatives,
         teachers=tuple(teacher or ()), distill_weight=distill_weight, distill_temperature=distill_temperature,
     )
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

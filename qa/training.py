@@ -68,6 +68,9 @@ class TrainConfig:
     paragraph_negatives: float = 0.0
     # over the best BM25 paragraph of another training article that lacks the answer.
     retrieved_negatives: float = 0.0
+    # changed by a rule (a name, number or antonym swapped, a negation) so that their own paragraph no longer
+    # answers them: SQuAD 2.0's kind of unanswerable question (qa.perturb).
+    perturbed_negatives: float = 0.0
     negative_weight: float = 1.0  # loss weight of unanswerable windows (mined or real) against answerable ones
     # Dropout on attention probabilities (None: the base model's own, 0.1 for MiniLM). Its random masks are
     # about a seventh of a training step's time on 2 CPU cores.
@@ -84,10 +87,11 @@ class TrainConfig:
 
     @property
     def negative_shares(self) -> NegativeShares:
-        return NegativeShares(self.synthetic_negatives, self.paragraph_negatives, self.retrieved_negatives)
+        return NegativeShares(self.synthetic_negatives, self.paragraph_negatives, self.retrieved_negatives,
+                              self.perturbed_negatives)
 
     def __post_init__(self) -> None:
-        for name in ("synthetic_negatives", "paragraph_negatives", "retrieved_negatives"):
+        for name in ("synthetic_negatives", "paragraph_negatives", "retrieved_negatives", "perturbed_negatives"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
         if self.train_weights and len(self.train_weights) != len(self.train_files):
@@ -337,11 +341,20 @@ def score_dev(
 _RESUMABLE_CHANGES = ("resume", "save_every", "eval_batch_size", "save_fp16", "output_dir", "threads", "device")
 
 
+# Settings added after runs were checkpointed: left out of a run's identities while at these values, so that
+# those runs still resume and their cached windows are still read.
+_LATER_SETTINGS = {"perturbed_negatives": 0.0}
+
+
+def _without_later_defaults(ident: dict) -> dict:
+    return {k: v for k, v in ident.items() if not (k in _LATER_SETTINGS and v == _LATER_SETTINGS[k])}
+
+
 def _features_identity(cfg: TrainConfig, base: str) -> dict:
     """Every setting the training windows depend on (the files' contents are added by the cache)."""
     keys = ("train_weights", "dev_articles", "max_length", "doc_stride", "seed", "synthetic_negatives",
-            "paragraph_negatives", "retrieved_negatives", "negative_weight")
-    ident = {k: getattr(cfg, k) for k in keys}
+            "paragraph_negatives", "retrieved_negatives", "perturbed_negatives", "negative_weight")
+    ident = _without_later_defaults({k: getattr(cfg, k) for k in keys})
     ident["base_model"] = base
     return json.loads(json.dumps(ident))
 
@@ -349,7 +362,8 @@ def _features_identity(cfg: TrainConfig, base: str) -> dict:
 def _run_identity(cfg: TrainConfig) -> dict:
     """What a checkpoint must share with the run that resumes it, as JSON values (tuples become lists), so that
     it compares equal to what a checkpoint stored."""
-    return json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE_CHANGES}))
+    return json.loads(json.dumps(_without_later_defaults(
+        {k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE_CHANGES})))
 
 
 def _save_checkpoint(model, tokenizer, opt, sched, step: int, ckpt: Path, torch, cfg: TrainConfig) -> None:

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 FEATURES_VERSION = 1  # bump when the features' layout or labelling changes, so old caches are not reused
 
 # What each training example is; negatives are every kind but "answer".
-KINDS = ("answer", "unanswerable", "synthetic", "paragraph", "retrieved")
+KINDS = ("answer", "unanswerable", "synthetic", "paragraph", "retrieved", "perturbed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +79,10 @@ class NegativeShares:
     synthetic: float = 0.0  # over their paragraph with the sentence(s) holding the answer deleted
     paragraph: float = 0.0  # over another paragraph of their article that lacks the answer
     retrieved: float = 0.0  # over the best BM25 paragraph of another article that lacks the answer
+    perturbed: float = 0.0  # changed by a rule of qa.perturb so that their own paragraph no longer answers them
 
     def __post_init__(self) -> None:
-        for name in ("synthetic", "paragraph", "retrieved"):
+        for name in ("synthetic", "paragraph", "retrieved", "perturbed"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} negatives share must be within [0, 1], got {v}")
@@ -164,8 +165,9 @@ def mine_negatives(
         key_prefix: what the article keys of ``corpus`` put before the title (tells its own article from others).
 
     Returns:
-        The new examples (``kind`` synthetic, paragraph or retrieved). A question gets no pair of a kind when
-        every candidate still contains one of its gold answers (normalized SQuAD-style).
+        The new examples (``kind`` synthetic, paragraph, retrieved or perturbed). A question gets no pair of a
+        kind when every candidate still contains one of its gold answers (normalized SQuAD-style), or, for
+        perturbed, when no rule of :func:`qa.perturb.perturb_question` applies.
     """
     answers = _answers_by_pair(articles)
     title_of = {p.context: a.title for a in articles for p in a.paragraphs}
@@ -200,8 +202,27 @@ def mine_negatives(
     if chosen:
         own = {c: f"{key_prefix}{t}" for c, t in title_of.items()}
         out.extend(_retrieved_negatives(chosen, answers, own, corpus))
+    chosen = sample("perturbed", shares.perturbed)
+    if chosen:
+        out.extend(_perturbed_negatives(chosen, answers, pool, seed))
     counts = {k: sum(e.kind == k for e in out) for k in KINDS[2:]}
     log.info("mined negatives: %s", ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return out
+
+
+def _perturbed_negatives(chosen, answers, pool, seed: int) -> list[Example]:
+    """Per chosen question: itself changed so that its own paragraph no longer answers it (names to swap in
+    come from the training questions only)."""
+    from qa.perturb import names_of, perturb_question
+
+    names = names_of(ex.question for ex in pool)
+    rng = random.Random(f"{seed}:perturbed-choice")
+    out = []
+    for ex in chosen:
+        gold = answers.get((ex.context, ex.question), (ex.answer_text,))
+        p = perturb_question(ex.question, ex.context, gold, names, rng)
+        if p is not None:
+            out.append(Example(ex.context, p.question, None, "", "perturbed"))
     return out
 
 

@@ -1,0 +1,211 @@
+"""Unanswerable questions made from answerable ones, over the same paragraph (SQuAD 2.0's kinds, by rule).
+
+SQuAD 2.0's unanswerable questions were written by changing an answerable question a little, so that its
+paragraph still holds a plausible answer but no longer answers it (Rajpurkar et al. 2018: an entity or number
+swapped, an antonym, a negation, ...). The reader's other negatives (another paragraph, a retrieved one) lack
+a plausible answer altogether, so they do not teach it to read that closely. This module makes such
+questions by rule, and only where the change cannot be answered by the paragraph:
+
+- ``number``: a number of the question that the paragraph states becomes one it never states;
+- ``entity``: a capitalized name of the question that the paragraph states becomes a name of another article
+  that the paragraph never mentions;
+- ``antonym``: first/last, largest/smallest, before/after, ... where the paragraph never uses the new word;
+- ``negation``: ``not`` after the question's first auxiliary verb, where the paragraph has no negation at all.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from qa.metrics import normalize_answer
+
+PERTURBATIONS = ("number", "entity", "antonym", "negation")
+# How often each rule is tried first (weighted order): entity swaps apply to most questions, so they are tried
+# first less often, to keep the kinds nearer SQuAD 2.0's mix.
+PREFERENCE = {"number": 0.25, "entity": 0.2, "antonym": 0.35, "negation": 0.2}
+
+_PAIRS = (
+    ("first", "last"), ("largest", "smallest"), ("biggest", "smallest"), ("highest", "lowest"),
+    ("earliest", "latest"), ("oldest", "youngest"), ("longest", "shortest"), ("most", "least"),
+    ("before", "after"), ("maximum", "minimum"), ("north", "south"), ("east", "west"), ("northern", "southern"),
+    ("eastern", "western"), ("increase", "decrease"), ("increased", "decreased"), ("more", "fewer"),
+    ("won", "lost"), ("win", "lose"), ("higher", "lower"), ("larger", "smaller"), ("older", "younger"),
+    ("best", "worst"), ("major", "minor"), ("top", "bottom"), ("inside", "outside"), ("began", "ended"),
+    ("start", "end"), ("started", "ended"), ("rise", "fall"), ("positive", "negative"), ("strong", "weak"),
+    ("ancient", "modern"), ("early", "late"), ("internal", "external"), ("upper", "lower"),
+)
+ANTONYMS = {**{a: b for a, b in _PAIRS}, **{b: a for a, b in _PAIRS}}
+_AUX = frozenset("is was are were did does do can could will would has have had should may might must".split())
+_NEGATION = re.compile(r"\b(not|no|never|none|nor|neither|cannot|without)\b|n't\b", re.IGNORECASE)
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\d[\d,.]*")
+_NUMBER = re.compile(r"\b\d[\d,]*(?:\.\d+)?\b")
+# A capitalized name: capitalized words, possibly joined by "of", "the", "and", "de" ("University of Chicago").
+_NAME = re.compile(r"\b[A-Z][\w'-]*(?:\s+(?:(?:of|the|and|de|von|van)\s+)*[A-Z][\w'-]*)*")
+_NOT_NAMES = frozenset(
+    "january february march april may june july august september october november december monday tuesday "
+    "wednesday thursday friday saturday sunday i".split())
+# Participles after which "not" reads naturally ("was founded" -> "was not founded"), besides -ed/-en/-ing.
+_PARTICIPLES = frozenset(
+    "made built held sold found won led set put taught thought brought bought sent spent lost kept left paid "
+    "known shown seen done given taken written born said told heard read run cut hit".split())
+
+
+@dataclass(frozen=True, slots=True)
+class Perturbed:
+    """A question changed so that its paragraph no longer answers it, and how it was changed."""
+
+    question: str
+    kind: str  # one of PERTURBATIONS
+    old: str  # the part of the question that was replaced (or the auxiliary that took a "not")
+    new: str  # what replaced it
+
+
+def _words(text: str) -> set[str]:
+    return set(normalize_answer(text).split())
+
+
+def _in(phrase: str, context_norm: str) -> bool:
+    """True when the normalized phrase occurs in the normalized context as whole words."""
+    p = normalize_answer(phrase)
+    return bool(p) and f" {p} " in f" {context_norm} "
+
+
+@dataclass(frozen=True)
+class NamePool:
+    """Capitalized names to swap into questions, by their number of words."""
+
+    by_words: dict[int, tuple[str, ...]]
+
+    def pick(self, n_words: int, rng: random.Random) -> str | None:
+        """A name of ``n_words`` words (or of any length when there is none that long)."""
+        names = self.by_words.get(n_words) or tuple(n for ns in self.by_words.values() for n in ns)
+        return rng.choice(names) if names else None
+
+
+def _name_spans(question: str) -> list[tuple[int, int]]:
+    """Where the question's capitalized names are (its first word left out: it is capitalized anyway; a
+    possessive 's left out too)."""
+    spans = []
+    for m in _NAME.finditer(question):
+        a, b = m.start(), m.end()
+        if not question[:a].strip():
+            cut = re.match(r"\S+\s*", question[a:b])
+            a += cut.end() if cut else 0
+        if question[a:b].endswith("'s"):
+            b -= 2
+        text = question[a:b]
+        if len(text) > 2 and text[:1].isupper() and text.lower() not in _NOT_NAMES and normalize_answer(text):
+            spans.append((a, b))
+    return spans
+
+
+def names_of(texts: Iterable[str]) -> NamePool:
+    """The capitalized names in ``texts`` (questions of the training articles), each once."""
+    seen: dict[int, dict[str, None]] = {}
+    for t in texts:
+        for a, b in _name_spans(t.strip()):
+            seen.setdefault(len(t.strip()[a:b].split()), {})[t.strip()[a:b]] = None
+    return NamePool({k: tuple(v) for k, v in sorted(seen.items())})
+
+
+def _swap_number(question: str, ctx: str, rng: random.Random) -> Perturbed | None:
+    found = [m for m in _NUMBER.finditer(question) if _in(m.group(), ctx)]
+    if not found:
+        return None
+    m = rng.choice(found)
+    digits = m.group().replace(",", "")
+    try:
+        value = float(digits)
+    except ValueError:
+        return None
+    for _ in range(20):
+        if value.is_integer() and 1000 <= value <= 2100:  # a year: another year near it
+            new = str(int(value) + rng.choice([-1, 1]) * rng.randint(1, 30))
+        elif value.is_integer():
+            new = str(max(0, int(value) + rng.choice([-1, 1]) * rng.randint(1, max(2, int(value) // 2 + 1))))
+        else:
+            new = f"{value * rng.choice([0.5, 0.8, 1.25, 2.0]):.{len(digits.split('.')[1])}f}"
+        if new != digits and not _in(new, ctx):
+            return Perturbed(question[: m.start()] + new + question[m.end():], "number", m.group(), new)
+    return None
+
+
+def _swap_entity(question: str, ctx: str, names: NamePool, rng: random.Random) -> Perturbed | None:
+    found = [(a, b) for a, b in _name_spans(question) if _in(question[a:b], ctx)]
+    if not found:
+        return None
+    a, b = rng.choice(found)
+    old = question[a:b]
+    ctx_words = set(ctx.split()) | _words(old)
+    for _ in range(30):
+        new = names.pick(len(old.split()), rng)
+        if new is None:
+            return None
+        if not (_words(new) & ctx_words):
+            return Perturbed(question[:a] + new + question[b:], "entity", old, new)
+    return None
+
+
+def _antonym(question: str, ctx_words: set[str], rng: random.Random) -> Perturbed | None:
+    found = [m for m in _WORD.finditer(question) if m.group().lower() in ANTONYMS
+             and ANTONYMS[m.group().lower()] not in ctx_words]
+    if not found:
+        return None
+    m = rng.choice(found)
+    new = ANTONYMS[m.group().lower()]
+    if m.group()[0].isupper():
+        new = new.capitalize()
+    return Perturbed(question[: m.start()] + new + question[m.end():], "antonym", m.group(), new)
+
+
+def _negation(question: str, context: str) -> Perturbed | None:
+    """``not`` between an auxiliary and its participle ("was founded" -> "was not founded")."""
+    if _NEGATION.search(context) or _NEGATION.search(question):
+        return None
+    words = list(_WORD.finditer(question))
+    for aux, nxt in zip(words, words[1:], strict=False):
+        verb = nxt.group().lower()
+        if aux.group().lower() in _AUX and (verb in _PARTICIPLES or verb.endswith(("ed", "en", "ing"))):
+            return Perturbed(question[: aux.end()] + " not" + question[aux.end():], "negation", aux.group(),
+                             aux.group() + " not")
+    return None
+
+
+def perturb_question(
+    question: str, context: str, answers: Sequence[str], names: NamePool, rng: random.Random
+) -> Perturbed | None:
+    """An unanswerable version of ``question`` over ``context``, or None when no rule applies safely.
+
+    The rules are tried in a seeded random order (weighted by :data:`PREFERENCE`) and the first that applies is
+    used. A change is kept only
+    when the new words are absent from the paragraph (so it cannot answer the changed question) and the
+    question differs; ``answers`` (the gold answers) must not appear in what replaced the old words.
+
+    Args:
+        question: an answerable question.
+        context: its paragraph.
+        answers: its gold answers.
+        names: capitalized names of other articles to swap in (:func:`names_of`).
+        rng: the source of every choice.
+    """
+    ctx = normalize_answer(context)
+    ctx_words = set(ctx.split())
+    order = sorted(PERTURBATIONS, key=lambda k: -rng.random() ** (1 / PREFERENCE[k]))
+    for kind in order:
+        if kind == "number":
+            p = _swap_number(question, ctx, rng)
+        elif kind == "entity":
+            p = _swap_entity(question, ctx, names, rng)
+        elif kind == "antonym":
+            p = _antonym(question, ctx_words, rng)
+        else:
+            p = _negation(question, context)
+        if p is None or p.question == question:
+            continue
+        if any(normalize_answer(a) and normalize_answer(a) in normalize_answer(p.new) for a in answers):
+            continue
+        return p
+    return None

@@ -1,0 +1,96 @@
+"""Unanswerable questions made by rule from answerable ones (qa.perturb) and mined as training negatives."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from test_trainset import answerable, write_squad
+
+from qa.errors import TrainingDataError
+from qa.metrics import normalize_answer
+from qa.perturb import PERTURBATIONS, NamePool, names_of, perturb_question
+from qa.squad import load_squad
+from qa.trainset import NegativeShares, mine_negatives
+
+CONTEXT = ("The Alpha bridge over the Red River was opened in 1932 by Mayor Jane Doe. It was the first steel "
+           "bridge of the city and the largest one until 1950.")
+NAMES = names_of(["When did Lord Kelvin visit Glasgow?", "Who founded Acme Corporation?", "Where is Zorba Hall?"])
+
+
+def test_names_come_from_questions_without_their_first_word_and_possessive():
+    assert NAMES.by_words == {1: ("Glasgow",), 2: ("Lord Kelvin", "Acme Corporation", "Zorba Hall")}
+    assert NamePool({}).pick(2, random.Random(0)) is None
+
+
+def each_kind(question: str, context: str = CONTEXT, answers=("x",)) -> dict[str, str]:
+    """What each rule makes of ``question`` (over many seeds: the first rule tried is random)."""
+    out = {}
+    for seed in range(200):
+        p = perturb_question(question, context, list(answers), NAMES, random.Random(seed))
+        if p is not None:
+            out.setdefault(p.kind, p.question)
+    return out
+
+
+def test_each_rule_changes_only_what_the_paragraph_cannot_answer():
+    made = each_kind("Who opened the first bridge over the Red River in 1932?", answers=("Mayor Jane Doe",))
+    assert set(made) == {"number", "entity", "antonym"}  # no negation: no auxiliary before a participle
+    number = made["number"]
+    new_year = next(w for w in number.rstrip("?").split() if w.isdigit())
+    assert new_year != "1932" and new_year not in CONTEXT and number.replace(new_year, "1932") == (
+        "Who opened the first bridge over the Red River in 1932?")
+    assert made["antonym"] == "Who opened the last bridge over the Red River in 1932?"
+    entity = made["entity"]
+    assert "Red River" not in entity and any(n in entity for n in ("Lord Kelvin", "Acme Corporation", "Zorba Hall"))
+
+
+def test_negation_only_between_an_auxiliary_and_a_participle_and_never_over_a_negated_paragraph():
+    assert "negation" not in each_kind("When was the Alpha bridge opened?")  # "was the": no participle
+    made = each_kind("Which bridge was opened in 1932?")
+    assert made["negation"] == "Which bridge was not opened in 1932?"
+    negated = CONTEXT + " It was not painted."
+    assert "negation" not in each_kind("Which bridge was opened in 1932?", negated)
+
+
+def test_no_rule_applies_when_nothing_of_the_question_is_in_the_paragraph():
+    assert each_kind("Why is the sky blue?") == {}
+    assert set(PERTURBATIONS) == {"number", "entity", "antonym", "negation"}
+
+
+def test_a_swap_never_brings_in_a_gold_answer():
+    names = names_of(["Who visited Zorba Hall?"])
+    for seed in range(50):
+        p = perturb_question("Who opened the bridge over the Red River?", CONTEXT, ["Zorba Hall"], names,
+                             random.Random(seed))
+        assert p is None or "Zorba" not in p.question
+
+
+def test_perturbed_negatives_keep_their_paragraph_and_lose_the_question_it_answers(tmp_path):
+    articles = load_squad(write_squad(tmp_path / "t.json"))
+    pool = answerable(articles)
+    negs = mine_negatives(articles, pool, NegativeShares(perturbed=1.0), seed=3)
+    assert negs and {n.kind for n in negs} == {"perturbed"}
+    asked = {(e.context, e.question) for e in pool}
+    contexts = {e.context for e in pool}
+    for n in negs:
+        assert n.answer_start is None and n.context in contexts and (n.context, n.question) not in asked
+    assert negs == mine_negatives(articles, pool, NegativeShares(perturbed=1.0), seed=3)
+    # another kind's share leaves them as they were
+    both = mine_negatives(articles, pool, NegativeShares(paragraph=0.5, perturbed=1.0), seed=3)
+    assert negs == [n for n in both if n.kind == "perturbed"]
+    assert all(normalize_answer(n.question) for n in negs)
+
+
+def test_runs_checkpointed_before_perturbed_negatives_existed_still_resume(tmp_path):
+    from qa.training import TrainConfig, _check_resumable, _features_identity, _run_identity
+
+    old = TrainConfig(train_files=("t.json",), output_dir=str(tmp_path), paragraph_negatives=0.15)
+    saved = {k: v for k, v in _run_identity(old).items()}
+    assert "perturbed_negatives" not in saved and "perturbed_negatives" not in _features_identity(old, "base")
+    _check_resumable(saved, _run_identity(old), tmp_path)  # no error
+    new = TrainConfig(train_files=("t.json",), output_dir=str(tmp_path), paragraph_negatives=0.15,
+                      perturbed_negatives=0.2)
+    assert _features_identity(new, "base")["perturbed_negatives"] == 0.2
+    with pytest.raises(TrainingDataError, match="perturbed_negatives None -> 0.2"):
+        _check_resumable(saved, _run_identity(new), tmp_path)
