@@ -7,10 +7,11 @@ a plausible answer altogether, so they do not teach it to read that closely. Thi
 questions by rule, and only where the change cannot be answered by the paragraph:
 
 - ``number``: a number of the question that the paragraph states becomes one it never states;
-- ``entity``: a capitalized name of the question that the paragraph states becomes a name of another article
-  that the paragraph never mentions;
+- ``entity``: a capitalized name of the question that the paragraph states becomes a name from other training
+  questions that shares no word with the paragraph;
 - ``antonym``: first/last, largest/smallest, before/after, ... where the paragraph never uses the new word;
-- ``negation``: ``not`` after the question's first auxiliary verb, where the paragraph has no negation at all.
+- ``negation``: ``not`` between an auxiliary and its participle ("was founded" -> "was not founded"), where
+  neither the paragraph nor the question has a negation.
 """
 
 from __future__ import annotations
@@ -106,8 +107,9 @@ def names_of(texts: Iterable[str]) -> NamePool:
     """The capitalized names in ``texts`` (questions of the training articles), each once."""
     seen: dict[int, dict[str, None]] = {}
     for t in texts:
-        for a, b in _name_spans(t.strip()):
-            seen.setdefault(len(t.strip()[a:b].split()), {})[t.strip()[a:b]] = None
+        t = t.strip()
+        for a, b in _name_spans(t):
+            seen.setdefault(len(t[a:b].split()), {})[t[a:b]] = None
     return NamePool({k: tuple(v) for k, v in sorted(seen.items())})
 
 
@@ -180,9 +182,8 @@ def perturb_question(
     """An unanswerable version of ``question`` over ``context``, or None when no rule applies safely.
 
     The rules are tried in a seeded random order (weighted by :data:`PREFERENCE`) and the first that applies is
-    used. A change is kept only
-    when the new words are absent from the paragraph (so it cannot answer the changed question) and the
-    question differs; ``answers`` (the gold answers) must not appear in what replaced the old words.
+    used. Each rule only brings in words absent from the paragraph (so it cannot answer the changed question),
+    and a change that would bring in one of ``answers`` (the gold answers) is skipped.
 
     Args:
         question: an answerable question.
@@ -203,9 +204,7 @@ def perturb_question(
             p = _antonym(question, ctx_words, rng)
         else:
             p = _negation(question, context)
-        if p is None or p.question == question:
-            continue
-        if any(normalize_answer(a) and normalize_answer(a) in normalize_answer(p.new) for a in answers):
-            continue
-        return p
+        if p is not None and not any(
+                normalize_answer(a) and normalize_answer(a) in normalize_answer(p.new) for a in answers):
+            return p
     return None
