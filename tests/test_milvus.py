@@ -241,8 +241,41 @@ class _LosingUpserts:
         return getattr(self._client, name)
 
 
+class _MissingReads:
+    """A Milvus client whose first ``miss`` manifest queries leave out the ``generation`` row."""
+
+    def __init__(self, client, miss: int) -> None:
+        self._client, self.miss = client, miss
+
+    def query(self, collection, **kwargs):
+        rows = self._client.query(collection, **kwargs)
+        if collection.endswith("manifest") and self.miss > 0:
+            self.miss -= 1
+            rows = [r for r in rows if r["key"] != "generation"]
+        return rows
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_a_manifest_read_that_misses_a_key_is_read_again_and_one_that_keeps_missing_is_corrupt(tmp_path, tiny_corpus):
+    import qa.store.milvus_manifest as milvus_store
+    from qa.errors import IndexCorruptError
+
+    uri = str(tmp_path / "idx.db")
+    build_index([tiny_corpus], uri, embedder=FakeEmbedder())
+    with open_index(uri) as store:
+        expected = store._read_manifest()
+        store._client = _MissingReads(store._client, miss=2)
+        assert store._read_manifest() == expected and store._client.miss == 0
+        store._client.miss = milvus_store.MANIFEST_TRIES
+        with pytest.raises(IndexCorruptError, match="manifest is incomplete"):
+            store._read_manifest()
+        store._client = store._client._client
+
+
 def test_a_lost_manifest_upsert_is_written_again_and_a_server_that_keeps_losing_is_an_error(tmp_path, tiny_corpus):
-    import qa.store.milvus as milvus_store
+    import qa.store.milvus_manifest as milvus_store
     from qa.errors import QAError
 
     uri = str(tmp_path / "idx.db")

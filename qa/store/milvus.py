@@ -25,7 +25,6 @@ local index, but Milvus cannot enforce it: a writer records a lease (``writer``:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -37,12 +36,12 @@ from typing import Any
 
 import numpy as np
 
-from qa.errors import IndexLockedError, IndexMismatchError, IndexNotFoundError, QAError
+from qa.errors import IndexLockedError, IndexMismatchError, QAError
 from qa.schema import Chunk, Document
-from qa.store.manifest import FORMAT_VERSION, IndexStats, Manifest, _now, manifest_from_raw
+from qa.store.manifest import FORMAT_VERSION, IndexStats, Manifest, _now
 from qa.store.milvus_client import connect, release
+from qa.store.milvus_manifest import raw_manifest, read_manifest, write_manifest
 from qa.store.milvus_schema import (
-    DUMMY,
     PAGE,
     PREFIX,
     bm25_text,
@@ -55,7 +54,6 @@ from qa.store.rows import ScoredChunk, document_sha256
 log = logging.getLogger(__name__)
 
 LEASE_S = 600.0  # a writer's lease lasts this long without renewal (each batch renews it)
-MANIFEST_TRIES = 5  # a manifest write that does not read back is tried this many times
 
 
 def _versions() -> dict[str, str]:
@@ -216,34 +214,13 @@ class MilvusStore:
                 self._client.drop_collection(PREFIX + name)
 
     def _raw_manifest(self) -> dict[str, Any]:
-        rows = self._client.query(PREFIX + "manifest", filter='key != ""', output_fields=["key", "value"],
-                                  limit=16_384)
-        return {r["key"]: json.loads(r["value"]) for r in rows}
+        return raw_manifest(self._client)
 
     def _read_manifest(self) -> Manifest:
-        if not self._client.has_collection(PREFIX + "manifest"):
-            raise IndexNotFoundError(f"no index at {self.uri}: build one with `qa index PATH --index-uri {self.uri}`")
-        return manifest_from_raw(self._raw_manifest(), self.uri, self.uri,
-                                 f"rebuild it with `qa index --rebuild PATH --index-uri {self.uri}`")
+        return read_manifest(self._client, self.uri)
 
     def _write_manifest(self, values: dict[str, Any]) -> None:
-        """Upsert manifest keys and read them back: Milvus 2.5 upserts can lose a row under load (milvus-io/milvus
-        issues 38947, 42147, 43315; seen here at 1M passages with Milvus Lite 2.5.1), so a key that does not read
-        back as written is written again, up to :data:`MANIFEST_TRIES` times, before the write fails loudly."""
-        wanted = {k: json.dumps(v, ensure_ascii=False) for k, v in values.items()}
-        todo = dict(wanted)
-        for attempt in range(MANIFEST_TRIES):
-            self._client.upsert(PREFIX + "manifest", [{"key": k, "value": v, "dummy": DUMMY} for k, v in todo.items()])
-            found = {r["key"]: r["value"] for r in self._client.query(
-                PREFIX + "manifest", filter=ids_filter("key", sorted(wanted)), output_fields=["key", "value"])}
-            todo = {k: v for k, v in wanted.items() if found.get(k) != v}
-            if not todo:
-                return
-            log.warning("%s: manifest key(s) %s did not read back after writing them (try %d); writing again",
-                        self.uri, ", ".join(sorted(todo)), attempt + 1)
-            time.sleep(0.1 * (attempt + 1))
-        raise QAError(f"{self.uri}: Milvus did not keep the manifest key(s) {', '.join(sorted(todo))} after "
-                      f"{MANIFEST_TRIES} writes; the server is losing upserts, check its logs")
+        write_manifest(self._client, self.uri, values)
 
     def check_embedder(self, name: str, dim: int | None = None) -> None:
         """Raise IndexMismatchError unless the index was built with embedder ``name`` (and ``dim``, if given)."""
