@@ -225,17 +225,17 @@ def test_bench_builds_its_index_in_milvus_lite_and_refuses_one_that_holds_an_ind
     assert again.exit_code != 0 and "already holds an index" in again.output
 
 
-class _LosingUpserts:
-    """A Milvus client whose first ``lose`` manifest upserts keep nothing, as Milvus 2.5 does now and then."""
+class _LosingWrites:
+    """A Milvus client whose first ``lose`` manifest inserts keep nothing, as Milvus 2.5 does now and then."""
 
     def __init__(self, client, lose: int) -> None:
         self._client, self.lose = client, lose
 
-    def upsert(self, collection, rows):
+    def insert(self, collection, rows):
         if collection.endswith("manifest") and self.lose > 0:
             self.lose -= 1
-            return {"upsert_count": len(rows)}
-        return self._client.upsert(collection, rows)
+            return {"insert_count": len(rows)}
+        return self._client.insert(collection, rows)
 
     def __getattr__(self, name):
         return getattr(self._client, name)
@@ -274,14 +274,14 @@ def test_a_manifest_read_that_misses_a_key_is_read_again_and_one_that_keeps_miss
         store._client = store._client._client
 
 
-def test_a_lost_manifest_upsert_is_written_again_and_a_server_that_keeps_losing_is_an_error(tmp_path, tiny_corpus):
+def test_a_lost_manifest_write_is_written_again_and_a_server_that_keeps_losing_is_an_error(tmp_path, tiny_corpus):
     import qa.store.milvus_manifest as milvus_store
     from qa.errors import QAError
 
     uri = str(tmp_path / "idx.db")
     build_index([tiny_corpus], uri, embedder=FakeEmbedder())
     with MilvusStore.open_for_write(uri) as store:
-        store._client = _LosingUpserts(store._client, lose=2)
+        store._client = _LosingWrites(store._client, lose=2)
         store.set_setting("min_score", 0.25)
         assert store._client.lose == 0 and store.get_setting("min_score") == 0.25
         store._client.lose = milvus_store.MANIFEST_TRIES
@@ -290,3 +290,41 @@ def test_a_lost_manifest_upsert_is_written_again_and_a_server_that_keeps_losing_
         store._client = store._client._client
     with open_index(uri) as store:
         assert store.get_setting("min_score") == 0.25
+
+
+def test_the_manifest_keeps_one_version_of_each_key_and_never_upserts(tmp_path, tiny_corpus):
+    from qa.store.milvus_manifest import COLLECTION
+
+    uri = str(tmp_path / "idx.db")
+    build_index([tiny_corpus], uri, embedder=FakeEmbedder())
+    with MilvusStore.open_for_write(uri) as store:
+        for score in (0.1, 0.2, 0.3):
+            store.set_setting("min_score", score)
+        store._client.upsert = None  # any upsert would fail
+        store.set_setting("min_score", 0.4)
+        rows = store._client.query(COLLECTION, filter='key != ""', output_fields=["key", "seq"])
+        keys = [r["key"] for r in rows]
+        assert len(keys) == len(set(keys)), "older versions of a key are deleted after each write"
+        assert store.get_setting("min_score") == 0.4
+    with open_index(uri) as store:
+        assert store.get_setting("min_score") == 0.4
+
+
+def test_an_index_with_an_unversioned_manifest_asks_for_a_rebuild(tmp_path):
+    from pymilvus import DataType, MilvusClient
+
+    from qa.errors import IndexMismatchError
+
+    uri = str(tmp_path / "old.db")
+    client = MilvusClient(uri)
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("key", DataType.VARCHAR, max_length=128, is_primary=True)
+    schema.add_field("value", DataType.VARCHAR, max_length=65_535)
+    schema.add_field("dummy", DataType.FLOAT_VECTOR, dim=2)
+    index = client.prepare_index_params()
+    index.add_index("dummy", index_type="FLAT", metric_type="IP")
+    client.create_collection("qa_manifest", schema=schema, index_params=index)
+    client.insert("qa_manifest", [{"key": "format_version", "value": "1", "dummy": [0.0, 1.0]}])
+    client.close()
+    with pytest.raises(IndexMismatchError, match="older qa.*--rebuild"):
+        open_index(uri)

@@ -214,7 +214,7 @@ class MilvusStore:
                 self._client.drop_collection(PREFIX + name)
 
     def _raw_manifest(self) -> dict[str, Any]:
-        return raw_manifest(self._client)
+        return raw_manifest(self._client, self.uri)
 
     def _read_manifest(self) -> Manifest:
         return read_manifest(self._client, self.uri)

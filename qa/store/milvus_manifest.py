@@ -1,9 +1,14 @@
-"""The manifest of an index in Milvus: one row per key in the ``qa_manifest`` collection, JSON values.
+"""The manifest of an index in Milvus, kept append-only in the ``qa_manifest`` collection.
 
-Milvus 2.5 can lose an upsert, or leave a row out of a query for a moment, under load (milvus-io/milvus issues
-38947, 42147, 43315; seen here at 1M passages with Milvus Lite 2.5.1). A write is read back and written again when
-a key did not keep its value; a read that misses keys is read again; both give up loudly after
-:data:`MANIFEST_TRIES` tries.
+Each write inserts a new *version* of the keys it sets (a row ``key``, ``seq``, JSON ``value``, primary key
+``key@seq``); a read takes the version with the highest ``seq`` of each key; versions older than a key's newest
+are deleted after each write. Nothing is ever upserted: Milvus 2.5 loses upserts under load (an upsert is a
+delete and an insert of the same primary key, and the delete can win: milvus-io/milvus issues 38947, 42147,
+43315; seen here at 1M passages with Milvus Lite 2.5.1, where one key did not keep its value through 5 upserts).
+A new version never shares a primary key with an old one, so a delete of old versions cannot take it away.
+
+A write is still read back and made again (as a newer version) when a key did not keep its value, and a read that
+misses keys is read again; both give up loudly after :data:`MANIFEST_TRIES` tries.
 """
 
 from __future__ import annotations
@@ -21,12 +26,41 @@ log = logging.getLogger(__name__)
 
 MANIFEST_TRIES = 5  # a manifest write that does not read back, or a read that misses keys, is tried this often
 COLLECTION = PREFIX + "manifest"
+ROWS_LIMIT = 16_384  # versions read at once: a few per key, since older ones are deleted after each write
 
 
-def raw_manifest(client: Any) -> dict[str, Any]:
-    """Every manifest key and its decoded value, as one query returns them."""
-    rows = client.query(COLLECTION, filter='key != ""', output_fields=["key", "value"], limit=16_384)
-    return {r["key"]: json.loads(r["value"]) for r in rows}
+def _versions(client: Any, uri: str, expr: str = 'key != ""') -> list[dict[str, Any]]:
+    """The manifest rows matching ``expr`` (every version of each key).
+
+    Raises:
+        IndexMismatchError: the manifest is one qa kept before it was versioned (rows without ``seq``).
+    """
+    try:
+        rows = client.query(COLLECTION, filter=expr, output_fields=["key", "seq", "value"], limit=ROWS_LIMIT)
+    except Exception:
+        fields = {f.get("name") for f in client.describe_collection(COLLECTION).get("fields", [])}
+        if "seq" in fields:
+            raise
+        rows = [{}]  # a server that refuses the unknown field
+    if any("seq" not in r for r in rows):
+        raise IndexMismatchError(f"the index at {uri} was built by an older qa (its manifest is not versioned); "
+                                 f"rebuild it with `qa index --rebuild PATH --index-uri {uri}`")
+    return rows
+
+
+def _newest(rows: list[dict[str, Any]]) -> dict[str, tuple[int, str]]:
+    """key -> (seq, raw JSON value) of the newest version of each key."""
+    newest: dict[str, tuple[int, str]] = {}
+    for r in rows:
+        seq = int(r["seq"])
+        if r["key"] not in newest or seq > newest[r["key"]][0]:
+            newest[r["key"]] = (seq, r["value"])
+    return newest
+
+
+def raw_manifest(client: Any, uri: str = "") -> dict[str, Any]:
+    """Every manifest key and its decoded value (the newest version of each), as one query returns them."""
+    return {k: json.loads(v) for k, (_, v) in _newest(_versions(client, uri)).items()}
 
 
 def read_manifest(client: Any, uri: str) -> Manifest:
@@ -34,14 +68,14 @@ def read_manifest(client: Any, uri: str) -> Manifest:
 
     Raises:
         IndexNotFoundError: the database holds no index.
-        IndexMismatchError: another format version.
+        IndexMismatchError: another format version, or a manifest of a qa before versioned manifests.
         IndexCorruptError: keys still missing after :data:`MANIFEST_TRIES` reads.
     """
     if not client.has_collection(COLLECTION):
         raise IndexNotFoundError(f"no index at {uri}: build one with `qa index PATH --index-uri {uri}`")
     hint = f"rebuild it with `qa index --rebuild PATH --index-uri {uri}`"
     for attempt in range(MANIFEST_TRIES):
-        raw = raw_manifest(client)
+        raw = raw_manifest(client, uri)
         try:
             return manifest_from_raw(raw, uri, uri, hint)
         except (IndexCorruptError, IndexMismatchError):
@@ -53,22 +87,26 @@ def read_manifest(client: Any, uri: str) -> Manifest:
 
 
 def write_manifest(client: Any, uri: str, values: dict[str, Any]) -> None:
-    """Upsert manifest keys and read them back; a key that did not keep its value is written again.
+    """Set manifest keys: insert a new version of each, read them back, then delete their older versions.
 
     Raises:
-        QAError: a key still not kept after :data:`MANIFEST_TRIES` writes (the server is losing upserts).
+        QAError: a key still not kept after :data:`MANIFEST_TRIES` writes (the server is losing inserts).
     """
     wanted = {k: json.dumps(v, ensure_ascii=False) for k, v in values.items()}
+    keys_expr = ids_filter("key", sorted(wanted))
     todo = dict(wanted)
     for attempt in range(MANIFEST_TRIES):
-        client.upsert(COLLECTION, [{"key": k, "value": v, "dummy": DUMMY} for k, v in todo.items()])
-        found = {r["key"]: r["value"] for r in client.query(
-            COLLECTION, filter=ids_filter("key", sorted(wanted)), output_fields=["key", "value"])}
-        todo = {k: v for k, v in wanted.items() if found.get(k) != v}
+        seq = 1 + max((int(r["seq"]) for r in _versions(client, uri)), default=0)
+        client.insert(COLLECTION, [{"version_id": f"{k}@{seq}", "key": k, "seq": seq, "value": v, "dummy": DUMMY}
+                                   for k, v in todo.items()])
+        newest = _newest(_versions(client, uri, keys_expr))
+        todo = {k: v for k, v in wanted.items() if newest.get(k, (0, None))[1] != v}
         if not todo:
+            keep = [f"{k}@{newest[k][0]}" for k in wanted]
+            client.delete(COLLECTION, filter=f"{keys_expr} and {ids_filter('version_id', keep, negate=True)}")
             return
         log.warning("%s: manifest key(s) %s did not read back after writing them (try %d); writing again",
                     uri, ", ".join(sorted(todo)), attempt + 1)
         time.sleep(0.1 * (attempt + 1))
     raise QAError(f"{uri}: Milvus did not keep the manifest key(s) {', '.join(sorted(todo))} after "
-                  f"{MANIFEST_TRIES} writes; the server is losing upserts, check its logs")
+                  f"{MANIFEST_TRIES} writes; the server is losing inserts, check its logs")

@@ -36,7 +36,8 @@ def create_collections(client: Any, *, dim: int) -> None:
         client.create_collection(PREFIX + name, schema=schema, index_params=index, consistency_level="Strong")
 
     varchar = DataType.VARCHAR
-    bookkeeping("manifest", [("key", varchar, {"max_length": 128, "is_primary": True}),
+    bookkeeping("manifest", [("version_id", varchar, {"max_length": 160, "is_primary": True}),
+                             ("key", varchar, {"max_length": 128}), ("seq", DataType.INT64, {}),
                              ("value", varchar, {"max_length": MAX_STRING})])
     bookkeeping("documents", [
         ("doc_id", varchar, {"max_length": ID_CHARS, "is_primary": True}),
@@ -84,9 +85,11 @@ def bm25_text(text: str) -> str:
     return " ".join(_stemmer.stemWords(words))
 
 
-def ids_filter(field: str, values: Sequence[str]) -> str:
-    """``field in [...]`` with each string as a JSON literal (Milvus' expressions read JSON string escapes)."""
-    return f"{field} in [{', '.join(json.dumps(v, ensure_ascii=False) for v in values)}]"
+def ids_filter(field: str, values: Sequence[str], *, negate: bool = False) -> str:
+    """``field in [...]`` (``not in`` with ``negate``: Milvus 2.5 has no ``not (...)``) with each string as a JSON
+    literal (Milvus' expressions read JSON string escapes)."""
+    op = "not in" if negate else "in"
+    return f"{field} {op} [{', '.join(json.dumps(v, ensure_ascii=False) for v in values)}]"
 
 
 def passage_id(chunk: Chunk, sha: str) -> int:
