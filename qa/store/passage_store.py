@@ -126,9 +126,7 @@ class PassageStore:
                 log.warning("deleting unreadable index in %s before rebuilding: %s", d, exc)
             else:
                 try:
-                    store._reset(
-                        embedder=embedder, dim=dim, chunk_size=chunk_size, chunk_overlap=chunk_overlap
-                    )
+                    store._reset(embedder=embedder, dim=dim, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
                 except BaseException:
                     store._lock = None  # the caller releases it
                     store.close()
@@ -161,9 +159,7 @@ class PassageStore:
                 raise IndexNotFoundError(
                     f"the index in {d} is still being built by a running `qa index`: ask again when it has finished"
                 )
-            raise IndexNotFoundError(
-                f"{d} holds no qa index ({DB_NAME} is missing): run `qa index` to build one"
-            )
+            raise IndexNotFoundError(f"{d} holds no qa index ({DB_NAME} is missing): run `qa index` to build one")
         if readonly:
             return cls._attach(d, None)
         lock = _acquire_lock(d, lock_timeout)
@@ -196,13 +192,7 @@ class PassageStore:
 
     @classmethod
     def open_or_create(
-        cls,
-        index_dir: str | Path,
-        *,
-        embedder: str,
-        dim: int,
-        chunk_size: int,
-        chunk_overlap: int,
+        cls, index_dir: str | Path, *, embedder: str, dim: int, chunk_size: int, chunk_overlap: int,
         lock_timeout: float = 0.0,
     ) -> PassageStore:
         """Open the index in ``index_dir`` for writing, creating it when there is none.
@@ -435,14 +425,8 @@ class PassageStore:
         with self._read_txn():
             self._manifest = _read_manifest(conn, self.index_dir)
         (self.index_dir / m.faiss_file).unlink(missing_ok=True)
-        log.info(
-            "index %s: %d document(s) upserted, %d deleted; %d chunks (generation %d)",
-            self.index_dir,
-            len(prepared),
-            len(delete_ids),
-            n_chunks,
-            generation,
-        )
+        log.info("index %s: %d document(s) upserted, %d deleted; %d chunks (generation %d)",
+                 self.index_dir, len(prepared), len(delete_ids), n_chunks, generation)
 
     def _reset(self, *, embedder: str, dim: int, chunk_size: int, chunk_overlap: int) -> None:
         """Empty the index in one change and record new build settings (``--rebuild``)."""
