@@ -73,9 +73,9 @@ def widen_output(monkeypatch) -> None:
     """Make `qa` print its results 1000 columns wide, so that a long tmp path in the report stays on one line."""
     from rich.console import Console
 
-    import qa.cli
+    import qa.cli.common
 
-    monkeypatch.setattr(qa.cli, "_out", lambda: Console(width=1000))
+    monkeypatch.setattr(qa.cli.common, "out", lambda: Console(width=1000))
 
 
 def embedded(made: list[NamedFakeEmbedder]) -> int:
