@@ -164,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         results.append(measure("random unit", vectors, queries))
         print(table(results[-1:]), file=sys.stderr)
         del vectors
-    from beir_eval import machine
+    from qa.machine import describe_machine  # CPU, cores, load average, Python: latency depends on them
 
-    report = {"machine": machine(), "results": results}
+    report = {"machine": describe_machine(), "results": results}
     print(f"Machine: {report['machine']}\n")
     print(table(results))
     save_report(report, args.out)

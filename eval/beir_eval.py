@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,20 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from qa.beir import BeirRun, run_beir  # noqa: E402
 from qa.config import RETRIEVERS, Settings  # noqa: E402
 from qa.errors import QAError  # noqa: E402
-
-
-def machine() -> str:
-    """CPU model, cores, load and Python: the figures depend on them (latency only, not quality)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return f"{cpu}; {os.cpu_count()} cores; load average {load}; Python {platform.python_version()}"
+from qa.machine import describe_machine  # noqa: E402
 
 
 def markdown(run: BeirRun, settings: Settings, host: str, seconds: float) -> str:
@@ -84,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings.from_env(rrf_k=args.rrf_k, fusion_depth=args.fusion_depth)
     err = Console(stderr=True)
-    host = machine()
+    host = describe_machine()
     t0 = time.perf_counter()
     columns = (TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:

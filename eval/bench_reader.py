@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 from qa.config import Settings
 from qa.factory import make_reader
+from qa.machine import cpu_model
 from qa.schema import Chunk, Hit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,16 +64,6 @@ def matmul_gflops(rows: int, hidden: int, inner: int, runs: int = 30) -> float:
         a @ w
         times.append(time.perf_counter() - t0)
     return 2 * rows * hidden * inner / statistics.median(times[3:]) / 1e9
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     single, start, ray_run = results
     same = single.pop("layout") == ray_run.pop("layout")
-    from beir_eval import machine
+    from qa.machine import describe_machine  # CPU, cores, load average, Python: latency depends on them
 
-    report = {"machine": machine(), "squad": str(args.squad), "articles": n, "same_passages": same,
+    report = {"machine": describe_machine(), "squad": str(args.squad), "articles": n, "same_passages": same,
               "single": single, "ray_start": start, "ray": ray_run}
     print(f"Machine: {report['machine']}; {n} articles of {args.squad.name}; same passages: {same}\n")
     print("| indexing | wall time | passages/s |\n|---|---|---|")

@@ -236,9 +236,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    from beir_eval import machine  # CPU, cores, load average, Python: latency depends on them
+    from qa.machine import describe_machine  # CPU, cores, load average, Python: latency depends on them
 
-    report = {"machine": machine(), "vectors": "random unit vectors (not embedded)", "results": results}
+    report = {"machine": describe_machine(), "vectors": "random unit vectors (not embedded)", "results": results}
     print(f"Machine: {report['machine']}; vectors: {report['vectors']}\n")
     print(table(results))
     save_report(report, args.out)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -13,7 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,11 @@ import numpy as np
 
 from qa.config import Settings
 from qa.errors import QAError
+from qa.machine import Machine, machine_info
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BenchReport", "Machine", "machine_info", "render_markdown", "run_bench", "sample_questions", "write_output"]
+__all__ = ["BenchReport", "render_markdown", "run_bench", "sample_questions", "write_output"]
 
 #: Questions asked (and not timed) before the timed ones, so one-time loading is excluded.
 WARMUP_QUESTIONS = 3
@@ -34,33 +34,6 @@ WARMUP_DOCUMENTS = 8
 RECALL_K = 5
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-_PACKAGES = (
-    ("qa", "qa"),
-    ("torch", "torch"),
-    ("transformers", "transformers"),
-    ("sentence-transformers", "sentence-transformers"),
-    ("onnxruntime", "onnxruntime"),
-    ("faiss", "faiss-cpu"),
-    ("numpy", "numpy"),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Machine:
-    """Where the benchmark ran."""
-
-    cpu: str
-    cores: int | None
-    torch_threads: int | None  # None when torch was not imported
-    onnx_threads: int | None  # Settings.threads; None means onnxruntime's default
-    system: str
-    versions: dict[str, str | None] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        """One line: CPU model, cores, OS."""
-        return f"{self.cpu}, {self.cores} cores, {self.system}"
-
 
 @dataclass(frozen=True, slots=True)
 class BenchReport:
@@ -198,45 +171,6 @@ def sample_questions(examples: Sequence, n: int, seed: int) -> list:
             if i < len(g):
                 out.append(g[i])
     return out
-
-
-def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def machine_info(settings: Settings) -> Machine:
-    """CPU model, cores, thread settings and library versions of this process."""
-    torch_threads = None
-    if "torch" in sys.modules:  # only report it when indexing already paid for the import
-        torch_threads = int(sys.modules["torch"].get_num_threads())
-    import qa
-
-    versions: dict[str, str | None] = {name: _version(dist) for name, dist in _PACKAGES}
-    versions["qa"] = versions["qa"] or qa.__version__  # a source checkout that is not installed
-    versions["python"] = platform.python_version()
-    return Machine(
-        cpu=_cpu_model(),
-        cores=os.cpu_count(),
-        torch_threads=torch_threads,
-        onnx_threads=settings.threads,
-        system=f"{platform.system()} {platform.machine()}",
-        versions=versions,
-    )
 
 
 # Runs the measured command as its own child and prints its wall time and rusage. The measured
