@@ -111,7 +111,7 @@ def build_index(
     that does not exist is reported through ``on_skip`` and skipped, and the rest is indexed,
     unless ``settings.on_error`` is "stop". Files of other formats inside a folder are reported
     the same way but never stop the run; excluded files and folders are only counted (see
-    :func:`qa.loader.scan_document_files` for the rules).
+    :func:`qa.discovery.scan_document_files` for the rules).
 
     Args:
         paths: files or folders of .txt, .md, .rst, .html, .pdf and .docx documents.
@@ -141,7 +141,8 @@ def build_index(
         IndexLockedError: another process is writing to the index.
         ValueError: a rule of ``exclude`` is not a valid pattern.
     """
-    from qa.loader import SUPPORTED_SUFFIXES, read_document, scan_document_files
+    from qa.discovery import SUPPORTED_SUFFIXES, scan_document_files
+    from qa.loader import read_document
 
     t0 = time.perf_counter()
     settings = settings or Settings.from_env()

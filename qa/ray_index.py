@@ -112,7 +112,7 @@ def embed_files_with_ray(
     but neither chunked nor embedded.
 
     Args:
-        files: the document files, as :func:`qa.loader.scan_document_files` lists them.
+        files: the document files, as :func:`qa.discovery.scan_document_files` lists them.
         settings: models and chunking (sent to the workers).
         known: ``{doc_id: sha256}`` of the index's documents.
         address: a Ray cluster's address (``ray://host:10001``, ``auto``); None starts a local Ray.

@@ -6,16 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from qa.discovery import DEFAULT_EXCLUDES, find_document_files, scan_document_files
 from qa.errors import DocumentError, EmptyCorpusError
 from qa.indexing import build_index
-from qa.loader import (
-    DEFAULT_EXCLUDES,
-    find_document_files,
-    load_document,
-    load_documents,
-    read_document,
-    scan_document_files,
-)
+from qa.loader import load_document, load_documents, read_document
 from qa.store import PassageStore
 
 MB = 1024 * 1024

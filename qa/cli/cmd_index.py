@@ -66,8 +66,8 @@ def index(
     Exit 1 on errors: no path exists, nothing readable, another `qa index` is writing (see --wait), or a bad
     file with --on-error stop.
     """
+    from qa.discovery import check_rules
     from qa.indexing import follow_index
-    from qa.loader import check_rules
     from qa.render import render_index_report
 
     if rebuild and not paths:
