@@ -35,16 +35,17 @@ def _versions(client: Any, uri: str, expr: str = 'key != ""') -> list[dict[str, 
     Raises:
         IndexMismatchError: the manifest is one qa kept before it was versioned (rows without ``seq``).
     """
+    older = IndexMismatchError(f"the index at {uri} was built by an older qa (its manifest is not versioned); "
+                               f"rebuild it with `qa index --rebuild PATH --index-uri {uri}`")
     try:
         rows = client.query(COLLECTION, filter=expr, output_fields=["key", "seq", "value"], limit=ROWS_LIMIT)
-    except Exception:
+    except Exception as exc:  # a server may refuse the unknown field outright
         fields = {f.get("name") for f in client.describe_collection(COLLECTION).get("fields", [])}
-        if "seq" in fields:
-            raise
-        rows = [{}]  # a server that refuses the unknown field
-    if any("seq" not in r for r in rows):
-        raise IndexMismatchError(f"the index at {uri} was built by an older qa (its manifest is not versioned); "
-                                 f"rebuild it with `qa index --rebuild PATH --index-uri {uri}`")
+        if "seq" not in fields:
+            raise older from exc
+        raise
+    if any("seq" not in r for r in rows):  # Milvus Lite 3 leaves the unknown field out of the rows
+        raise older
     return rows
 
 
@@ -58,7 +59,7 @@ def _newest(rows: list[dict[str, Any]]) -> dict[str, tuple[int, str]]:
     return newest
 
 
-def raw_manifest(client: Any, uri: str = "") -> dict[str, Any]:
+def raw_manifest(client: Any, uri: str) -> dict[str, Any]:
     """Every manifest key and its decoded value (the newest version of each), as one query returns them."""
     return {k: json.loads(v) for k, (_, v) in _newest(_versions(client, uri)).items()}
 
