@@ -1,7 +1,7 @@
 """Every figure of the reader's model card for one reader, on the fixed article split (eval/reader_split.json).
 
     python eval/reader_figures.py --reader qa/models/reader --name v4 --out ~/qa-runs/figures [--data DIR]
-        [--steps gold,tune,e2e,seed] [--rank-penalty P] [--min-score T]
+        [--steps gold,tune,e2e,seed] [--rank-penalty P] [--min-score T] [--skip-done]
 
 Steps (each writes OUT/NAME/<step>.json and per-question reports beside it):
 - gold: the reader given the gold paragraph: v1.1 on the dev articles (squad11-dev-train.json less the
@@ -15,6 +15,8 @@ Steps (each writes OUT/NAME/<step>.json and per-question reports beside it):
 - e2e: end to end (hybrid, top-k 5) on the v1.1 dev articles, with --rank-penalty/--min-score or the tune
   step's choices.
 - seed: eval/gold.jsonl against an index of seeds/.
+With --skip-done a step whose figures OUT/NAME/figures.json already holds is not run again, so a chain of steps
+cut off by the end of a session resumes where it stopped.
 Compare two readers question by question with eval/compare_reports.py on the reports.
 """
 
@@ -37,6 +39,8 @@ from qa.metrics import f1_score, max_over_gold  # noqa: E402
 from qa.reports import write_report  # noqa: E402
 
 PENALTIES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
+#: Each step and the key of figures.json that holds its figures.
+STEP_KEYS = {"gold": "gold", "gold-tune": "gold_tune", "tune": "tune", "e2e": "e2e", "seed": "seed"}
 THRESHOLDS = tuple(round(x, 3) for x in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99))
 
 
@@ -198,17 +202,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rank-penalty", type=float, default=None, help="for e2e and seed (default: the tune step's)")
     ap.add_argument("--min-score", type=float, default=None, help="for e2e and seed (default: the tune step's)")
     ap.add_argument("--threads", type=int, default=None, help="reader and embedder threads (default: every core)")
+    ap.add_argument("--skip-done", action="store_true", help="skip a step whose figures figures.json already holds")
     args = ap.parse_args(argv)
     out = args.out / args.name
     out.mkdir(parents=True, exist_ok=True)
     settings = Settings(reader=str(Path(args.reader).resolve()), threads=args.threads)
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    unknown = [s for s in steps if s not in STEP_KEYS]
+    if unknown:
+        raise SystemExit(f"error: unknown step(s) {', '.join(map(repr, unknown))} (steps: {', '.join(STEP_KEYS)})")
     results_path = out / "figures.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    import platform
+    from qa.machine import describe_machine  # CPU, cores, load average, Python: latency depends on them
 
-    results["machine"] = f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores"
+    if not isinstance(results.get("machine"), dict):  # figures of older versions named one machine for all steps
+        results["machine"] = {}
     for step in steps:
+        if args.skip_done and STEP_KEYS[step] in results:
+            print(f"{step}: already in {results_path}, skipped", flush=True)
+            continue
+        results["machine"][step] = describe_machine()
         t0 = time.time()
         if step == "gold":
             results["gold"] = run_gold(settings, args.data, out)
@@ -223,8 +236,6 @@ def main(argv: list[str] | None = None) -> int:
             chosen = replace(settings, rank_penalty=p, min_score=t)
             results[step] = {"rank_penalty": p, "min_score": t,
                              **(run_e2e(chosen, args.data, out) if step == "e2e" else run_seed(chosen, out))}
-        else:
-            raise SystemExit(f"error: unknown step {step!r} (gold, gold-tune, tune, e2e, seed)")
         results.setdefault("seconds", {})[step] = round(time.time() - t0, 1)
         results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         print(f"{step}: {time.time() - t0:.0f} s -> {results_path}", flush=True)

@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 from conftest import FakeReader
 from test_cli_index import fake_models  # noqa: F401 - a fixture, by name
 
@@ -56,3 +57,38 @@ def test_reader_figures_runs_every_step_on_the_split(tmp_path, fake_models, monk
     assert res["e2e"]["rank_penalty"] == res["tune"]["rank_penalty"] and res["e2e"]["v11_dev"]["n"] == 6
     rows = [json.loads(line) for line in (tmp_path / "out" / "fake" / "e2e-v11-dev.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all(r["prediction"] in ("", r["gold"][0]) or r["f1"] < 1 for r in rows)
+
+
+def test_reader_figures_skip_done_resumes_a_cut_off_chain(tmp_path, fake_models, monkeypatch):  # noqa: F811
+    mod = _module()
+    split = mod.split()
+    v20 = split["v20_train"] + split["tune"] + split["dev_v20"]
+    data = tmp_path / "squad"
+    data.mkdir()
+    _squad(data / "squad11-dev-train.json", v20 + ["Other_article"], unanswerable=False)
+    _squad(data / "squad20-dev-half-train.json", v20, unanswerable=True)
+    monkeypatch.setenv("QA_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(qa.factory, "make_reader", lambda settings: FakeReader())
+    common = ["--reader", str(tmp_path), "--name", "fake", "--out", str(tmp_path / "out"), "--data", str(data)]
+    figures = tmp_path / "out" / "fake" / "figures.json"
+    # figures of an older version: one machine string for every step
+    figures.parent.mkdir(parents=True)
+    figures.write_text(json.dumps({"machine": "x86_64, 2 cores"}))
+    assert mod.main([*common, "--steps", "gold"]) == 0
+    first = json.loads(figures.read_text())
+    assert set(first["machine"]) == {"gold"} and "cores" in first["machine"]["gold"]
+    ran = []
+    real_gold = mod.run_gold
+    monkeypatch.setattr(mod, "run_gold", lambda *a: ran.append("gold") or real_gold(*a))
+    assert mod.main([*common, "--steps", "gold,gold-tune", "--skip-done"]) == 0
+    second = json.loads(figures.read_text())
+    assert ran == [] and second["gold"] == first["gold"] and "gold_tune" in second
+    assert mod.main([*common, "--steps", "gold"]) == 0  # without --skip-done a step runs again
+    assert ran == ["gold"]
+
+
+def test_reader_figures_names_an_unknown_step_before_running_any(tmp_path, monkeypatch):
+    mod = _module()
+    monkeypatch.setattr(mod, "run_gold", lambda *a: pytest.fail("ran a step"))
+    with pytest.raises(SystemExit, match="'golden'"):
+        mod.main(["--reader", str(tmp_path), "--name", "x", "--out", str(tmp_path / "out"), "--steps", "gold,golden"])
