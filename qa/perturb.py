@@ -12,6 +12,16 @@ questions by rule, and only where the change cannot be answered by the paragraph
 - ``antonym``: first/last, largest/smallest, before/after, ... where the paragraph never uses the new word;
 - ``negation``: ``not`` between an auxiliary and its participle ("was founded" -> "was not founded"), where
   neither the paragraph nor the question has a negation.
+
+Two more kinds, used only when asked for (``kinds``; the default four keep the negatives of runs made before
+them exactly as they were):
+
+- ``month``: a month of the question that the paragraph states becomes one it never states ("in March" ->
+  "in February");
+- ``opposite``: a wider lexicon of opposites than ``antonym``: verbs (supported/opposed, created/destroyed,
+  praised/blamed), roles and kinship (husband/wife, teacher/student, king/queen), adjectives (legal/illegal,
+  public/private), where the paragraph never uses the new word. Most of SQuAD 2.0's unanswerable questions
+  made by a small edit change such a word.
 """
 
 from __future__ import annotations
@@ -23,10 +33,12 @@ from dataclasses import dataclass
 
 from qa.metrics import normalize_answer
 
-PERTURBATIONS = ("number", "entity", "antonym", "negation")
+PERTURBATIONS = ("number", "entity", "antonym", "negation", "month", "opposite")
+#: The kinds used unless others are asked for (the rules of reader v5's runs).
+DEFAULT_KINDS = ("number", "entity", "antonym", "negation")
 # How often each rule is tried first (weighted order): entity swaps apply to most questions, so they are tried
 # first less often, to keep the kinds nearer SQuAD 2.0's mix.
-PREFERENCE = {"number": 0.25, "entity": 0.2, "antonym": 0.35, "negation": 0.2}
+PREFERENCE = {"number": 0.25, "entity": 0.2, "antonym": 0.35, "negation": 0.2, "month": 0.2, "opposite": 0.4}
 
 _PAIRS = (
     ("first", "last"), ("largest", "smallest"), ("biggest", "smallest"), ("highest", "lowest"),
@@ -39,6 +51,55 @@ _PAIRS = (
     ("ancient", "modern"), ("early", "late"), ("internal", "external"), ("upper", "lower"),
 )
 ANTONYMS = {**{a: b for a, b in _PAIRS}, **{b: a for a, b in _PAIRS}}
+# The ``opposite`` kind's lexicon, one pair per line of related forms.
+_OPPOSITE_PAIRS = (
+    ("support", "oppose"), ("supported", "opposed"), ("supports", "opposes"), ("supporting", "opposing"),
+    ("accept", "reject"), ("accepted", "rejected"), ("accepts", "rejects"), ("acceptance", "rejection"),
+    ("allow", "prohibit"), ("allowed", "prohibited"), ("allows", "prohibits"), ("permitted", "forbidden"),
+    ("create", "destroy"), ("created", "destroyed"), ("creates", "destroys"), ("creation", "destruction"),
+    ("build", "demolish"), ("built", "demolished"), ("praise", "blame"), ("praised", "blamed"),
+    ("gain", "loss"), ("gained", "lost"), ("gains", "losses"), ("profit", "deficit"), ("profits", "losses"),
+    ("enter", "exit"), ("entered", "exited"), ("entrance", "exit"), ("opened", "closed"), ("opening", "closing"),
+    ("import", "export"), ("imported", "exported"), ("imports", "exports"), ("importer", "exporter"),
+    ("buy", "sell"), ("bought", "sold"), ("buys", "sells"), ("buyer", "seller"), ("buyers", "sellers"),
+    ("purchased", "sold"), ("attack", "defend"), ("attacked", "defended"), ("attacking", "defending"),
+    ("succeeded", "failed"), ("success", "failure"), ("successful", "unsuccessful"), ("agreed", "disagreed"),
+    ("agree", "disagree"), ("include", "exclude"), ("included", "excluded"), ("includes", "excludes"),
+    ("encourage", "discourage"), ("encouraged", "discouraged"), ("suppressed", "promoted"),
+    ("approved", "vetoed"), ("remember", "forget"), ("remembered", "forgot"), ("love", "hate"),
+    ("loved", "hated"), ("liked", "disliked"), ("arrived", "departed"), ("arrival", "departure"),
+    ("appeared", "disappeared"), ("appear", "disappear"), ("added", "removed"), ("add", "remove"),
+    ("captured", "released"), ("capture", "release"), ("hired", "fired"), ("connected", "disconnected"),
+    ("victory", "defeat"), ("victories", "defeats"), ("defeated", "lost to"), ("birth", "death"),
+    ("beginning", "end"), ("friend", "enemy"), ("friends", "enemies"), ("ally", "enemy"), ("allies", "enemies"),
+    ("advantage", "disadvantage"), ("advantages", "disadvantages"), ("strengths", "weaknesses"),
+    ("strength", "weakness"), ("input", "output"), ("inputs", "outputs"), ("supply", "demand"),
+    ("cause", "effect"), ("causes", "effects"), ("majority", "minority"), ("predecessor", "successor"),
+    ("ancestor", "descendant"), ("ancestors", "descendants"), ("winner", "loser"), ("winners", "losers"),
+    ("teacher", "student"), ("teachers", "students"), ("employer", "employee"), ("employers", "employees"),
+    ("husband", "wife"), ("father", "mother"), ("son", "daughter"), ("sons", "daughters"),
+    ("brother", "sister"), ("brothers", "sisters"), ("king", "queen"), ("kings", "queens"),
+    ("prince", "princess"), ("emperor", "empress"), ("uncle", "aunt"), ("nephew", "niece"),
+    ("grandfather", "grandmother"), ("male", "female"), ("men", "women"), ("man", "woman"), ("boys", "girls"),
+    ("boy", "girl"), ("summer", "winter"), ("spring", "autumn"), ("day", "night"), ("morning", "evening"),
+    ("legal", "illegal"), ("public", "private"), ("domestic", "foreign"), ("rural", "urban"),
+    ("military", "civilian"), ("rich", "poor"), ("wealthy", "poor"), ("richest", "poorest"),
+    ("wealthiest", "poorest"), ("cheap", "expensive"), ("easy", "difficult"), ("simple", "complex"),
+    ("common", "rare"), ("popular", "unpopular"), ("possible", "impossible"), ("necessary", "unnecessary"),
+    ("able", "unable"), ("true", "false"), ("correct", "incorrect"), ("direct", "indirect"),
+    ("official", "unofficial"), ("formal", "informal"), ("physical", "mental"), ("natural", "artificial"),
+    ("hot", "cold"), ("warm", "cool"), ("wet", "dry"), ("fast", "slow"), ("faster", "slower"),
+    ("fastest", "slowest"), ("stronger", "weaker"), ("strongest", "weakest"), ("hottest", "coldest"),
+    ("deepest", "shallowest"), ("widest", "narrowest"), ("nearest", "farthest"), ("closest", "farthest"),
+    ("heaviest", "lightest"), ("inner", "outer"), ("above", "below"), ("upstream", "downstream"),
+    ("online", "offline"), ("ascending", "descending"), ("visible", "invisible"),
+)
+OPPOSITES: dict[str, str] = {}
+for _a, _b in _OPPOSITE_PAIRS:
+    OPPOSITES.setdefault(_a, _b)
+    OPPOSITES.setdefault(_b, _a)
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December")
 _AUX = frozenset("is was are were did does do can could will would has have had should may might must".split())
 _NEGATION = re.compile(r"\b(not|no|never|none|nor|neither|cannot|without)\b|n't\b", re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\d[\d,.]*")
@@ -151,16 +212,44 @@ def _swap_entity(question: str, ctx: str, names: NamePool, rng: random.Random) -
     return None
 
 
-def _antonym(question: str, ctx_words: set[str], rng: random.Random) -> Perturbed | None:
-    found = [m for m in _WORD.finditer(question) if m.group().lower() in ANTONYMS
-             and ANTONYMS[m.group().lower()] not in ctx_words]
+def _stated(phrase: str, ctx_words: set[str]) -> bool:
+    """True when the paragraph has a form of each word of ``phrase`` (a word starting as it does: "opposed" for
+    "oppose"; the stem is the word less its last two letters, at least four)."""
+    return all(any(w.startswith(word[: max(4, len(word) - 2)]) for w in ctx_words) for word in phrase.split())
+
+
+def _antonym(question: str, ctx_words: set[str], rng: random.Random, table: dict[str, str] = ANTONYMS,
+             kind: str = "antonym") -> Perturbed | None:
+    """A word of ``table`` in the question becomes its opposite, which the paragraph never uses (for the
+    ``opposite`` kind: in no form)."""
+    if kind == "antonym":  # reader v5's rule, as it was
+        found = [m for m in _WORD.finditer(question) if m.group().lower() in table
+                 and table[m.group().lower()] not in ctx_words]
+    else:
+        found = [m for m in _WORD.finditer(question) if m.group().lower() in table
+                 and not _stated(table[m.group().lower()], ctx_words)]
     if not found:
         return None
     m = rng.choice(found)
-    new = ANTONYMS[m.group().lower()]
+    new = table[m.group().lower()]
     if m.group()[0].isupper():
         new = new.capitalize()
-    return Perturbed(question[: m.start()] + new + question[m.end():], "antonym", m.group(), new)
+    return Perturbed(question[: m.start()] + new + question[m.end():], kind, m.group(), new)
+
+
+def _swap_month(question: str, ctx_words: set[str], rng: random.Random) -> Perturbed | None:
+    """A month of the question (not its first word: "May" may be the modal) that the paragraph states becomes
+    one that it never states."""
+    found = [m for m in re.finditer(r"\b(?:" + "|".join(MONTHS) + r")\b", question)
+             if question[: m.start()].strip() and m.group().lower() in ctx_words]
+    if not found:
+        return None
+    m = rng.choice(found)
+    others = [x for x in MONTHS if x.lower() not in ctx_words]
+    if not others:
+        return None
+    new = rng.choice(others)
+    return Perturbed(question[: m.start()] + new + question[m.end():], "month", m.group(), new)
 
 
 def _negation(question: str, context: str) -> Perturbed | None:
@@ -177,7 +266,8 @@ def _negation(question: str, context: str) -> Perturbed | None:
 
 
 def perturb_question(
-    question: str, context: str, answers: Sequence[str], names: NamePool, rng: random.Random
+    question: str, context: str, answers: Sequence[str], names: NamePool, rng: random.Random,
+    kinds: Sequence[str] = DEFAULT_KINDS,
 ) -> Perturbed | None:
     """An unanswerable version of ``question`` over ``context``, or None when no rule applies safely.
 
@@ -191,10 +281,14 @@ def perturb_question(
         answers: its gold answers.
         names: capitalized names of other articles to swap in (:func:`names_of`).
         rng: the source of every choice.
+        kinds: the rules to try (of :data:`PERTURBATIONS`).
     """
+    unknown = [k for k in kinds if k not in PERTURBATIONS]
+    if unknown or not kinds:
+        raise ValueError(f"unknown perturbation kind(s) {unknown} (kinds: {', '.join(PERTURBATIONS)})")
     ctx = normalize_answer(context)
     ctx_words = set(ctx.split())
-    order = sorted(PERTURBATIONS, key=lambda k: -rng.random() ** (1 / PREFERENCE[k]))
+    order = sorted(kinds, key=lambda k: -rng.random() ** (1 / PREFERENCE[k]))
     for kind in order:
         if kind == "number":
             p = _swap_number(question, ctx, rng)
@@ -202,8 +296,12 @@ def perturb_question(
             p = _swap_entity(question, ctx, names, rng)
         elif kind == "antonym":
             p = _antonym(question, ctx_words, rng)
-        else:
+        elif kind == "negation":
             p = _negation(question, context)
+        elif kind == "month":
+            p = _swap_month(question, ctx_words, rng)
+        else:
+            p = _antonym(question, ctx_words, rng, OPPOSITES, "opposite")
         if p is not None and not any(
                 normalize_answer(a) and normalize_answer(a) in normalize_answer(p.new) for a in answers):
             return p

@@ -16,6 +16,7 @@ import numpy as np
 
 from qa.devscore import DevScores, score_dev
 from qa.errors import ModelLoadError, TrainingDataError
+from qa.perturb import DEFAULT_KINDS
 from qa.trainset import (
     Features,
     NegativeShares,
@@ -69,6 +70,7 @@ class TrainConfig:
     # changed by a rule (a name, number or antonym swapped, a negation) so that their own paragraph no longer
     # answers them: SQuAD 2.0's kind of unanswerable question (qa.perturb).
     perturbed_negatives: float = 0.0
+    perturbed_kinds: tuple[str, ...] = DEFAULT_KINDS  # which rules of qa.perturb make those
     negative_weight: float = 1.0  # loss weight of unanswerable windows (mined or real) against answerable ones
     # Dropout on attention probabilities (None: the base model's own, 0.1 for MiniLM). Its random masks are
     # about a seventh of a training step's time on 2 CPU cores.
@@ -86,12 +88,13 @@ class TrainConfig:
     @property
     def negative_shares(self) -> NegativeShares:
         return NegativeShares(self.synthetic_negatives, self.paragraph_negatives, self.retrieved_negatives,
-                              self.perturbed_negatives)
+                              self.perturbed_negatives, self.perturbed_kinds)
 
     def __post_init__(self) -> None:
         for name in ("synthetic_negatives", "paragraph_negatives", "retrieved_negatives", "perturbed_negatives"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
+        self.negative_shares  # noqa: B018 - validates perturbed_kinds
         if self.train_weights and len(self.train_weights) != len(self.train_files):
             raise ValueError(f"{len(self.train_weights)} train_weights for {len(self.train_files)} train_files")
         if any(not (w >= 0 and math.isfinite(w)) for w in self.train_weights):
@@ -229,7 +232,7 @@ _RESUMABLE_CHANGES = ("resume", "save_every", "eval_batch_size", "save_fp16", "o
 
 # Settings added after runs were checkpointed: left out of a run's identities while at these values, so that
 # those runs still resume and their cached windows are still read.
-_LATER_SETTINGS = {"perturbed_negatives": 0.0}
+_LATER_SETTINGS = {"perturbed_negatives": 0.0, "perturbed_kinds": DEFAULT_KINDS}
 
 
 def _without_later_defaults(ident: dict) -> dict:
@@ -239,7 +242,7 @@ def _without_later_defaults(ident: dict) -> dict:
 def _features_identity(cfg: TrainConfig, base: str) -> dict:
     """Every setting the training windows depend on (the files' contents are added by the cache)."""
     keys = ("train_weights", "dev_articles", "max_length", "doc_stride", "seed", "synthetic_negatives",
-            "paragraph_negatives", "retrieved_negatives", "perturbed_negatives", "negative_weight")
+            "paragraph_negatives", "retrieved_negatives", "perturbed_negatives", "perturbed_kinds", "negative_weight")
     ident = _without_later_defaults({k: getattr(cfg, k) for k in keys})
     ident["base_model"] = base
     return json.loads(json.dumps(ident))

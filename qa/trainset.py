@@ -17,6 +17,7 @@ import numpy as np
 from qa.chunking import sentence_spans
 from qa.errors import TrainingDataError
 from qa.metrics import normalize_answer
+from qa.perturb import DEFAULT_KINDS, PERTURBATIONS, names_of, perturb_question
 from qa.squad import SquadArticle, SquadQuestion, load_squad
 
 log = logging.getLogger(__name__)
@@ -80,12 +81,17 @@ class NegativeShares:
     paragraph: float = 0.0  # over another paragraph of their article that lacks the answer
     retrieved: float = 0.0  # over the best BM25 paragraph of another article that lacks the answer
     perturbed: float = 0.0  # changed by a rule of qa.perturb so that their own paragraph no longer answers them
+    perturbed_kinds: tuple[str, ...] = DEFAULT_KINDS  # the rules of qa.perturb those may use
 
     def __post_init__(self) -> None:
         for name in ("synthetic", "paragraph", "retrieved", "perturbed"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} negatives share must be within [0, 1], got {v}")
+        unknown = [k for k in self.perturbed_kinds if k not in PERTURBATIONS]
+        if unknown or not self.perturbed_kinds:
+            raise ValueError(f"perturbed kinds must be some of {', '.join(PERTURBATIONS)}, got "
+                             f"{', '.join(self.perturbed_kinds) or 'none'}")
 
 
 def load_sources(sources: Sequence[TrainSource]) -> list[list[SquadArticle]]:
@@ -204,23 +210,21 @@ def mine_negatives(
         out.extend(_retrieved_negatives(chosen, answers, own, corpus))
     chosen = sample("perturbed", shares.perturbed)
     if chosen:
-        out.extend(_perturbed_negatives(chosen, answers, pool, seed))
+        out.extend(_perturbed_negatives(chosen, answers, pool, seed, shares.perturbed_kinds))
     counts = {k: sum(e.kind == k for e in out) for k in KINDS[2:]}
     log.info("mined negatives: %s", ", ".join(f"{n} {k}" for k, n in counts.items()))
     return out
 
 
-def _perturbed_negatives(chosen, answers, pool, seed: int) -> list[Example]:
+def _perturbed_negatives(chosen, answers, pool, seed: int, kinds: Sequence[str]) -> list[Example]:
     """Per chosen question: itself changed so that its own paragraph no longer answers it (names to swap in
     come from the training questions only)."""
-    from qa.perturb import names_of, perturb_question
-
     names = names_of(ex.question for ex in pool)
     rng = random.Random(f"{seed}:perturbed-choice")
     out = []
     for ex in chosen:
         gold = answers.get((ex.context, ex.question), (ex.answer_text,))
-        p = perturb_question(ex.question, ex.context, gold, names, rng)
+        p = perturb_question(ex.question, ex.context, gold, names, rng, kinds)
         if p is not None:
             out.append(Example(ex.context, p.question, None, "", "perturbed"))
     return out

@@ -81,3 +81,15 @@ def test_max_file_mb_from_the_cli(tmp_path, fake_models, monkeypatch):  # noqa: 
     assert "big.txt" in result.output and "--max-file-mb" in result.output
     status = runner.invoke(app, ["status", "--index-dir", str(tmp_path / "idx"), "--docs"])
     assert "small" in status.output and "big" not in status.output.replace("big.txt", "")
+
+
+def test_train_reader_names_an_unknown_perturbed_kind_and_lists_the_kinds(tmp_path):
+    squad = tmp_path / "t.json"
+    squad.write_text('{"data": []}')
+    result = runner.invoke(app, ["train-reader", str(squad), "-o", str(tmp_path / "out"),
+                                 "--perturbed-negatives", "0.4", "--perturbed-kinds", "number,rhyme"])
+    assert result.exit_code == 2
+    assert "rhyme" in result.output and "opposite" in result.output and "--perturbed-kinds" in result.output
+    assert not (tmp_path / "out").exists()
+    help_text = runner.invoke(app, ["train-reader", "--help"], env={"COLUMNS": "200"}).output
+    assert "--perturbed-kinds" in help_text and "month" in help_text

@@ -9,7 +9,7 @@ from test_trainset import answerable, write_squad
 
 from qa.errors import TrainingDataError
 from qa.metrics import normalize_answer
-from qa.perturb import PERTURBATIONS, NamePool, names_of, perturb_question
+from qa.perturb import DEFAULT_KINDS, PERTURBATIONS, NamePool, names_of, perturb_question
 from qa.squad import load_squad
 from qa.trainset import NegativeShares, mine_negatives
 
@@ -23,11 +23,11 @@ def test_names_come_from_questions_without_their_first_word_and_possessive():
     assert NamePool({}).pick(2, random.Random(0)) is None
 
 
-def each_kind(question: str, context: str = CONTEXT, answers=("x",)) -> dict[str, str]:
+def each_kind(question: str, context: str = CONTEXT, answers=("x",), kinds=DEFAULT_KINDS) -> dict[str, str]:
     """What each rule makes of ``question`` (over many seeds: the first rule tried is random)."""
     out = {}
     for seed in range(200):
-        p = perturb_question(question, context, list(answers), NAMES, random.Random(seed))
+        p = perturb_question(question, context, list(answers), NAMES, random.Random(seed), kinds)
         if p is not None:
             out.setdefault(p.kind, p.question)
     return out
@@ -55,7 +55,37 @@ def test_negation_only_between_an_auxiliary_and_a_participle_and_never_over_a_ne
 
 def test_no_rule_applies_when_nothing_of_the_question_is_in_the_paragraph():
     assert each_kind("Why is the sky blue?") == {}
-    assert set(PERTURBATIONS) == {"number", "entity", "antonym", "negation"}
+    assert each_kind("Why is the sky blue?", kinds=PERTURBATIONS) == {}
+    assert set(PERTURBATIONS) == {"number", "entity", "antonym", "negation", "month", "opposite"}
+
+
+MONTH_CONTEXT = ("In March 1974 the council supported the treaty, and its husband-and-wife founders opened the "
+                 "first public library of the town in May.")
+
+
+def test_month_and_opposite_rules_only_when_asked_and_only_with_words_the_paragraph_lacks():
+    q = "Which treaty did the council support in March?"
+    assert set(each_kind(q, MONTH_CONTEXT)) <= set(DEFAULT_KINDS)  # the default rules never make the new kinds
+    made = each_kind(q, MONTH_CONTEXT, kinds=("month", "opposite"))
+    assert made["opposite"] == "Which treaty did the council oppose in March?"
+    month = made["month"].removeprefix("Which treaty did the council support in ").rstrip("?")
+    assert month not in ("March", "May") and month.lower() not in MONTH_CONTEXT.lower()
+    # the paragraph already says the new word: no change of that kind
+    assert "opposite" not in each_kind(q, MONTH_CONTEXT + " Others opposed it.", kinds=("opposite",))
+    # a month the paragraph does not state, or the question's first word ("May" the modal), is left alone
+    assert each_kind("Did the council meet in June?", MONTH_CONTEXT, kinds=("month",)) == {}
+    assert each_kind("May the council meet in public?", MONTH_CONTEXT, kinds=("month",)) == {}
+    # role and kinship words are opposites too; the case of the word is kept
+    made = each_kind("Husband of whom founded the library?", MONTH_CONTEXT.replace("husband-and-wife ", ""),
+                     kinds=("opposite",))
+    assert made["opposite"] == "Wife of whom founded the library?"
+
+
+def test_unknown_perturbation_kinds_are_named():
+    with pytest.raises(ValueError, match="'rhyme'"):
+        perturb_question("Who?", CONTEXT, ["x"], NAMES, random.Random(0), ("number", "rhyme"))
+    with pytest.raises(ValueError, match="perturbed kinds must be some of .* got rhyme"):
+        NegativeShares(perturbed=0.5, perturbed_kinds=("rhyme",))
 
 
 def test_a_swap_never_brings_in_a_gold_answer():
@@ -94,3 +124,15 @@ def test_runs_checkpointed_before_perturbed_negatives_existed_still_resume(tmp_p
     assert _features_identity(new, "base")["perturbed_negatives"] == 0.2
     with pytest.raises(TrainingDataError, match="perturbed_negatives None -> 0.2"):
         _check_resumable(saved, _run_identity(new), tmp_path)
+
+
+def test_the_default_kinds_leave_a_runs_identity_and_the_new_ones_enter_it(tmp_path):
+    from qa.training import TrainConfig, _features_identity, _run_identity
+
+    base = dict(train_files=("t.json",), output_dir=str(tmp_path), perturbed_negatives=0.4)
+    default = TrainConfig(**base)
+    assert "perturbed_kinds" not in _run_identity(default) and "perturbed_kinds" not in _features_identity(default, "b")
+    wider = TrainConfig(**base, perturbed_kinds=(*DEFAULT_KINDS, "month", "opposite"))
+    assert _features_identity(wider, "b")["perturbed_kinds"][-2:] == ["month", "opposite"]
+    with pytest.raises(ValueError, match="perturbed kinds"):
+        TrainConfig(**base, perturbed_kinds=())

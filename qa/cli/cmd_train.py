@@ -55,6 +55,10 @@ def train_reader(
         min=0.0, max=1.0, help="Share of answerable questions also trained as unanswerable over their own paragraph, "
         "changed so that it no longer answers them (a name, number or antonym swapped, a negation: SQuAD 2.0's "
         "kind).")] = 0.0,
+    perturbed_kinds: Annotated[str, typer.Option(
+        help="Comma-separated rules that make the --perturbed-negatives: number, entity, antonym, negation (the "
+        "default, reader v5's), month (a month swapped) and opposite (a wider lexicon of opposites: "
+        "supported/opposed, husband/wife, public/private).")] = "number,entity,antonym,negation",
     negative_weight: Annotated[float, typer.Option(
         min=0.01, help="Loss weight of unanswerable windows (mined or real) against answerable "
         "ones.")] = 1.0,
@@ -109,7 +113,7 @@ def train_reader(
         dev_articles=tuple(dev_article or ()), max_length=max_length, doc_stride=doc_stride, epochs=epochs,
         batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device, max_steps=max_steps,
         save_every=save_every, resume=resume, synthetic_negatives=synthetic_negatives,
-        perturbed_negatives=perturbed_negatives,
+        perturbed_negatives=perturbed_negatives, perturbed_kinds=_kinds(perturbed_kinds),
         teachers=tuple(teacher or ()), distill_weight=distill_weight, distill_temperature=distill_temperature,
     )
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -127,3 +131,15 @@ def train_reader(
                  "examples": result.example_counts, "windows": result.train_features,
                  "featurize_seconds": round(result.featurize_seconds, 1),
                  "dev": None if result.dev is None else {k: getattr(result.dev, k) for k in result.dev.__slots__}})
+
+
+def _kinds(spec: str) -> tuple[str, ...]:
+    """--perturbed-kinds as a tuple, every kind known (typer.BadParameter names the unknown ones)."""
+    from qa.perturb import PERTURBATIONS
+
+    kinds = tuple(k.strip() for k in spec.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in PERTURBATIONS]
+    if unknown or not kinds:
+        raise typer.BadParameter(f"unknown kind(s) {', '.join(unknown) or '(none given)'}; the kinds are "
+                                 f"{', '.join(PERTURBATIONS)}", param_hint="--perturbed-kinds")
+    return kinds
