@@ -21,7 +21,11 @@ them exactly as they were):
 - ``opposite``: a wider lexicon of opposites than ``antonym``: verbs (supported/opposed, created/destroyed,
   praised/blamed), roles and kinship (husband/wife, teacher/student, king/queen), adjectives (legal/illegal,
   public/private), where the paragraph never uses the new word. Most of SQuAD 2.0's unanswerable questions
-  made by a small edit change such a word.
+  made by a small edit change such a word;
+- ``negation_local``: ``not`` as ``negation`` puts it, over a paragraph that may hold negations elsewhere but
+  none within four words before any form of the negated verb (SQuAD 2.0's writers negated questions over
+  such paragraphs most of the time);
+- ``ordinal``: an ordinal of the question that the paragraph states ("20th") becomes one it never states.
 """
 
 from __future__ import annotations
@@ -33,12 +37,13 @@ from dataclasses import dataclass
 
 from qa.metrics import normalize_answer
 
-PERTURBATIONS = ("number", "entity", "antonym", "negation", "month", "opposite")
+PERTURBATIONS = ("number", "entity", "antonym", "negation", "month", "opposite", "negation_local", "ordinal")
 #: The kinds used unless others are asked for (the rules of reader v5's runs).
 DEFAULT_KINDS = ("number", "entity", "antonym", "negation")
 # How often each rule is tried first (weighted order): entity swaps apply to most questions, so they are tried
 # first less often, to keep the kinds nearer SQuAD 2.0's mix.
-PREFERENCE = {"number": 0.25, "entity": 0.2, "antonym": 0.35, "negation": 0.2, "month": 0.2, "opposite": 0.4}
+PREFERENCE = {"number": 0.25, "entity": 0.2, "antonym": 0.35, "negation": 0.2, "month": 0.2, "opposite": 0.4,
+              "negation_local": 0.3, "ordinal": 0.2}
 
 _PAIRS = (
     ("first", "last"), ("largest", "smallest"), ("biggest", "smallest"), ("highest", "lowest"),
@@ -252,16 +257,50 @@ def _swap_month(question: str, ctx_words: set[str], rng: random.Random) -> Pertu
     return Perturbed(question[: m.start()] + new + question[m.end():], "month", m.group(), new)
 
 
-def _negation(question: str, context: str) -> Perturbed | None:
-    """``not`` between an auxiliary and its participle ("was founded" -> "was not founded")."""
-    if _NEGATION.search(context) or _NEGATION.search(question):
+def _negation(question: str, context: str, local: bool = False) -> Perturbed | None:
+    """``not`` between an auxiliary and its participle ("was founded" -> "was not founded"), where the paragraph
+    has no negation at all, or (``local``) none within four words before a form of that verb."""
+    if _NEGATION.search(question) or (not local and _NEGATION.search(context)):
         return None
     words = list(_WORD.finditer(question))
     for aux, nxt in zip(words, words[1:], strict=False):
         verb = nxt.group().lower()
         if aux.group().lower() in _AUX and (verb in _PARTICIPLES or verb.endswith(("ed", "en", "ing"))):
-            return Perturbed(question[: aux.end()] + " not" + question[aux.end():], "negation", aux.group(),
-                             aux.group() + " not")
+            if local and _negated_in(verb, context):
+                return None
+            return Perturbed(question[: aux.end()] + " not" + question[aux.end():],
+                             "negation_local" if local else "negation", aux.group(), aux.group() + " not")
+    return None
+
+
+def _negated_in(verb: str, context: str) -> bool:
+    """True when a negation stands within four words before a word holding ``verb``'s stem ("reopened" for
+    "opened") in ``context``."""
+    stem = verb[: max(4, len(verb) - 3)]
+    words = [m.group().lower() for m in re.finditer(r"[\w']+", context)]
+    return any(stem in w and any(_NEGATION.fullmatch(x) or x.endswith("n't") for x in words[max(0, i - 4):i])
+               for i, w in enumerate(words))
+
+
+_ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.IGNORECASE)
+
+
+def _ordinal_suffix(n: int) -> str:
+    return "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+
+
+def _swap_ordinal(question: str, ctx: str, rng: random.Random) -> Perturbed | None:
+    """An ordinal of the question that the paragraph states ("20th") becomes a near one it never states."""
+    found = [m for m in _ORDINAL.finditer(question) if _in(m.group(), ctx)]
+    if not found:
+        return None
+    m = rng.choice(found)
+    value = int(m.group(1))
+    for _ in range(20):
+        n = max(1, value + rng.choice([-1, 1]) * rng.randint(1, 3))
+        new = f"{n}{_ordinal_suffix(n)}"
+        if n != value and not _in(new, ctx):
+            return Perturbed(question[: m.start()] + new + question[m.end():], "ordinal", m.group(), new)
     return None
 
 
@@ -300,6 +339,10 @@ def perturb_question(
             p = _negation(question, context)
         elif kind == "month":
             p = _swap_month(question, ctx_words, rng)
+        elif kind == "negation_local":
+            p = _negation(question, context, local=True)
+        elif kind == "ordinal":
+            p = _swap_ordinal(question, ctx, rng)
         else:
             p = _antonym(question, ctx_words, rng, OPPOSITES, "opposite")
         if p is not None and not any(

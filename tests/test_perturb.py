@@ -56,7 +56,8 @@ def test_negation_only_between_an_auxiliary_and_a_participle_and_never_over_a_ne
 def test_no_rule_applies_when_nothing_of_the_question_is_in_the_paragraph():
     assert each_kind("Why is the sky blue?") == {}
     assert each_kind("Why is the sky blue?", kinds=PERTURBATIONS) == {}
-    assert set(PERTURBATIONS) == {"number", "entity", "antonym", "negation", "month", "opposite"}
+    assert set(PERTURBATIONS) == {"number", "entity", "antonym", "negation", "month", "opposite", "negation_local",
+                                  "ordinal"}
 
 
 MONTH_CONTEXT = ("In March 1974 the council supported the treaty, and its husband-and-wife founders opened the "
@@ -79,6 +80,29 @@ def test_month_and_opposite_rules_only_when_asked_and_only_with_words_the_paragr
     made = each_kind("Husband of whom founded the library?", MONTH_CONTEXT.replace("husband-and-wife ", ""),
                      kinds=("opposite",))
     assert made["opposite"] == "Wife of whom founded the library?"
+
+
+def test_local_negation_over_a_paragraph_that_negates_only_other_verbs():
+    q = "Which bridge was opened in 1932?"
+    elsewhere = CONTEXT + " It was not painted until 1960."
+    assert "negation" not in each_kind(q, elsewhere)  # v5's rule: no negation anywhere in the paragraph
+    made = each_kind(q, elsewhere, kinds=("negation_local",))
+    assert made == {"negation_local": "Which bridge was not opened in 1932?"}
+    # a negation just before a form of the verb: the negated question may be answered there
+    for near in (" The old bridge was never opened.", " The old bridge wasn't reopened.", " It had not been opening."):
+        assert each_kind(q, CONTEXT + near, kinds=("negation_local",)) == {}, near
+    assert each_kind(q, CONTEXT + " Nothing was ever said about it, and they opened it.",
+                     kinds=("negation_local",))  # "Nothing" is five words before "opened": far enough
+
+
+def test_an_ordinal_becomes_a_near_one_the_paragraph_never_states():
+    context = "The 20th century saw the bridge rebuilt, and the 22nd mayor opened it."
+    for seed in range(30):
+        p = perturb_question("What happened in the 20th century?", context, ["rebuilt"], NAMES, random.Random(seed),
+                             ("ordinal",))
+        new = p.question.removeprefix("What happened in the ").removesuffix(" century?")
+        assert p.kind == "ordinal" and new in ("17th", "18th", "19th", "21st", "23rd")
+    assert each_kind("What happened in the 19th century?", context, kinds=("ordinal",)) == {}  # not stated
 
 
 def test_unknown_perturbation_kinds_are_named():
