@@ -222,7 +222,8 @@ def fit(args) -> int:
             "questions": len(records), "fitted": time.strftime("%Y-%m-%d")}
     min_score = None
     if args.hold_out:
-        min_score, note = choose_threshold(records, args.hold_out, args.outside_abstention, args.c, args.seed)
+        min_score, note = choose_threshold(records, args.hold_out, args.outside_abstention, args.c, args.seed,
+                                           args.max_f1_drop)
         info["min_score_choice"] = note
         print(note)
     cal = replace(fit_calibrator(records, reader_sha256=digest, info=info, c=args.c), min_score=min_score)
@@ -234,29 +235,41 @@ def fit(args) -> int:
     return 0
 
 
-def choose_threshold(records: list[dict], hold_out: int, abstention: float, c: float, seed: int) -> tuple[float, str]:
-    """The default abstention threshold of a calibration: fitted without ``hold_out`` asked articles (a seeded
-    draw), the lowest score at which it abstains on ``abstention`` of those articles' ``outside`` questions."""
+def choose_threshold(records: list[dict], hold_out: int, abstention: float, c: float, seed: int,
+                     max_f1_drop: float | None = None) -> tuple[float, str]:
+    """The default abstention threshold of a calibration, chosen on ``hold_out`` asked articles (a seeded draw)
+    left out of a first fit: the lowest score at which it abstains on ``abstention`` of those articles' ``outside``
+    questions, or (``max_f1_drop``) the highest at which the F1 of their answerable ``inside`` questions is at
+    most that many points below never abstaining."""
     titles = sorted({r["article"] for r in records})
     if len(titles) <= hold_out:
         raise QAError(f"only {len(titles)} articles in the records; hold out fewer than that")
     held = set(random.Random(seed).sample(titles, hold_out))
     cal = fit_calibrator([r for r in records if r["article"] not in held], reader_sha256="-", info={}, c=c)
-    check = [r for r in records if r["article"] in held]
-    outside = sorted(shown(r, cal)[1] for r in check if r["condition"] == "outside")
+    check = [(r, *shown(r, cal)) for r in records if r["article"] in held]
+    outside = sorted(score for r, _, score in check if r["condition"] == "outside")
     if not outside:
         raise QAError("the held-out articles have no outside records")
-    t = outside[min(len(outside) - 1, math.ceil(abstention * len(outside)))]
-    inside = [r for r in check if r["condition"] == "inside" and r["gold"]]
+    inside = [(answer_f1(r, text), score) for r, text, score in check if r["condition"] == "inside" and r["gold"]]
+    if not inside:
+        raise QAError("the held-out articles have no answerable inside records")
 
-    def f1(r, threshold):
-        text, score = shown(r, cal)
-        return answer_f1(r, text) if score >= threshold else 0.0
+    def f1(threshold: float) -> float:
+        return 100 * sum(f for f, score in inside if score >= threshold) / len(inside)
 
-    never = 100 * sum(f1(r, 0.0) for r in inside) / max(1, len(inside))
-    kept = 100 * sum(f1(r, t) for r in inside) / max(1, len(inside))
-    note = (f"min_score {t:.4f}: abstains on {100 * abstention:.0f} % of the outside questions of {hold_out} held-out "
-            f"articles (seed {seed}); their inside F1 {never:.1f} never abstaining -> {kept:.1f}")
+    never = f1(0.0)
+    if max_f1_drop is None:
+        t = outside[min(len(outside) - 1, math.ceil(abstention * len(outside)))]
+        rule = f"abstains on {100 * abstention:.0f} % of the outside questions"
+    else:
+        # scores at which F1 changes, highest first: the first within the drop is the highest such threshold
+        t = next((s for s in sorted({score for _, score in inside}, reverse=True) if never - f1(s) <= max_f1_drop),
+                 0.0)
+        t = math.floor(t * 1e4) / 1e4  # shown with 4 decimals: rounded down, so it keeps what t keeps
+        rule = f"the highest at which inside F1 falls by <= {max_f1_drop:g} points"
+    away = 100 * sum(score < t for score in outside) / len(outside)
+    note = (f"min_score {t:.4f}: {rule} of {hold_out} held-out articles (seed {seed}); their inside F1 "
+            f"{never:.1f} never abstaining -> {f1(t):.1f}, outside questions abstained {away:.1f} %")
     return round(t, 4), note
 
 
@@ -384,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="choose the default min_score on this many asked articles left out of a first fit")
     f.add_argument("--outside-abstention", type=float, default=0.8,
                    help="share of the held-out outside questions the chosen min_score abstains on")
+    f.add_argument("--max-f1-drop", type=float, default=None,
+                   help="instead: the highest min_score at which the held-out inside F1 falls by at most this many "
+                        "points")
     f.add_argument("--seed", type=int, default=0, help="seed of the held-out draw")
     r = sub.add_parser("report", help="abstention, F1 and calibration error on records")
     r.add_argument("records", type=Path, nargs="+")

@@ -106,6 +106,26 @@ def test_fit_chooses_the_threshold_on_held_out_articles(records, reader, tmp_pat
     assert "hold out fewer" in capsys.readouterr().err
 
 
+def test_fit_can_choose_the_highest_threshold_within_an_f1_drop(records, reader, tmp_path):
+    mod = _module()
+    rows = mod.read_records([records])
+    t0, note0 = mod.choose_threshold(rows, 2, 0.8, 1.0, 0, max_f1_drop=0.0)
+    t5, note5 = mod.choose_threshold(rows, 2, 0.8, 1.0, 0, max_f1_drop=5.0)
+    t100, _ = mod.choose_threshold(rows, 2, 0.8, 1.0, 0, max_f1_drop=100.0)
+    assert 0.0 <= t0 <= t5 <= t100  # a larger allowed drop never lowers the threshold
+    assert "inside F1 falls by <= 5 points" in note5 and "outside questions abstained" in note5
+
+    def drop(note):  # "their inside F1 A never abstaining -> B"
+        never, kept = note.split("their inside F1 ")[1].split(", outside")[0].split(" never abstaining -> ")
+        return float(never) - float(kept)
+
+    assert drop(note0) <= 0.05 and drop(note5) <= 5.05
+    out = tmp_path / "c.json"
+    assert mod.main(["fit", str(records), "--out", str(out), "--reader", str(reader), "--hold-out", "2",
+                     "--max-f1-drop", "5"]) == 0
+    assert Calibrator.load(out, reader).min_score == t5
+
+
 def test_fit_refuses_records_with_one_label(tmp_path, capsys):
     mod = _module()
     rng = random.Random(1)
