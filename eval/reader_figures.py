@@ -13,7 +13,8 @@ Steps (each writes OUT/NAME/<step>.json and per-question reports beside it):
   questions (hybrid, top-k 5; the F1 of the best answer, never abstaining, for each penalty of a grid), then
   min_score from the v2.0 tune questions end to end with that penalty (the threshold of best SQuAD v2 F1).
 - e2e: end to end (hybrid, top-k 5) on the v1.1 dev articles, with --rank-penalty/--min-score or the tune
-  step's choices.
+  step's choices. A reader with a calibration.json has no tune step (its threshold comes with the calibration,
+  its rank_penalty from eval/fit_calibration.py penalty): e2e and seed use the calibration's min_score.
 - seed: eval/gold.jsonl against an index of seeds/.
 With --skip-done a step whose figures OUT/NAME/figures.json already holds is not run again, so a chain of steps
 cut off by the end of a session resumes where it stopped.
@@ -217,6 +218,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if not isinstance(results.get("machine"), dict):  # figures of older versions named one machine for all steps
         results["machine"] = {}
+    from qa.calibration import CALIBRATION_FILE
+
+    calibrated = (Path(args.reader) / CALIBRATION_FILE).is_file()
+    if calibrated and "tune" in steps:
+        raise SystemExit(f"error: {args.reader} has a {CALIBRATION_FILE}: its min_score was chosen with it "
+                         "(eval/fit_calibration.py fit) and rank_penalty is chosen on the same records "
+                         "(eval/fit_calibration.py penalty); the tune step is for a reader's own score. Run the "
+                         "other steps (with --rank-penalty if penalty chose another).")
     for step in steps:
         if args.skip_done and STEP_KEYS[step] in results:
             print(f"{step}: already in {results_path}, skipped", flush=True)
@@ -230,10 +239,12 @@ def main(argv: list[str] | None = None) -> int:
         elif step == "tune":
             results["tune"] = run_tune(settings, args.data, out)
         elif step in ("e2e", "seed"):
-            tuned = results.get("tune", {})
+            tuned = {} if calibrated else results.get("tune", {})
             p = args.rank_penalty if args.rank_penalty is not None else tuned.get("rank_penalty", settings.rank_penalty)
             t = args.min_score if args.min_score is not None else tuned.get("min_score", settings.min_score)
             chosen = replace(settings, rank_penalty=p, min_score=t)
+            if calibrated and args.min_score is None:  # the calibration's own threshold (qa.pipeline applies it)
+                t = f"calibration ({json.loads((Path(args.reader) / CALIBRATION_FILE).read_text())['min_score']})"
             results[step] = {"rank_penalty": p, "min_score": t,
                              **(run_e2e(chosen, args.data, out) if step == "e2e" else run_seed(chosen, out))}
         results.setdefault("seconds", {})[step] = round(time.time() - t0, 1)

@@ -92,3 +92,26 @@ def test_reader_figures_names_an_unknown_step_before_running_any(tmp_path, monke
     monkeypatch.setattr(mod, "run_gold", lambda *a: pytest.fail("ran a step"))
     with pytest.raises(SystemExit, match="'golden'"):
         mod.main(["--reader", str(tmp_path), "--name", "x", "--out", str(tmp_path / "out"), "--steps", "gold,golden"])
+
+
+def test_a_calibrated_reader_has_no_tune_step_and_keeps_its_calibrations_threshold(tmp_path, fake_models,  # noqa: F811
+                                                                                    monkeypatch):
+    mod = _module()
+    split = mod.split()
+    v20 = split["v20_train"] + split["tune"] + split["dev_v20"]
+    data = tmp_path / "squad"
+    data.mkdir()
+    _squad(data / "squad11-dev-train.json", v20, unanswerable=False)
+    monkeypatch.setenv("QA_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(qa.factory, "make_reader", lambda settings: FakeReader())
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    (reader / "calibration.json").write_text(json.dumps({"min_score": 0.2}))
+    common = ["--reader", str(reader), "--name", "cal", "--out", str(tmp_path / "out"), "--data", str(data)]
+    with pytest.raises(SystemExit, match="fit_calibration.py penalty"):
+        mod.main([*common, "--steps", "tune,e2e"])
+    assert mod.main([*common, "--steps", "e2e"]) == 0
+    res = json.loads((tmp_path / "out" / "cal" / "figures.json").read_text())
+    assert res["e2e"]["min_score"] == "calibration (0.2)" and res["e2e"]["rank_penalty"] == 1.5
+    assert mod.main([*common, "--steps", "e2e", "--min-score", "0.3"]) == 0  # the user's threshold wins
+    assert json.loads((tmp_path / "out" / "cal" / "figures.json").read_text())["e2e"]["min_score"] == 0.3
