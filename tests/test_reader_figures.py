@@ -115,3 +115,16 @@ def test_a_calibrated_reader_has_no_tune_step_and_keeps_its_calibrations_thresho
     assert res["e2e"]["min_score"] == "calibration (0.2)" and res["e2e"]["rank_penalty"] == 1.5
     assert mod.main([*common, "--steps", "e2e", "--min-score", "0.3"]) == 0  # the user's threshold wins
     assert json.loads((tmp_path / "out" / "cal" / "figures.json").read_text())["e2e"]["min_score"] == 0.3
+
+
+def test_abstention_within_tries_every_score_not_a_grid():
+    from types import SimpleNamespace
+
+    mod = _module()
+    row = lambda score, f1, answerable: SimpleNamespace(score=score, answered_f1=f1, answerable=answerable)  # noqa: E731
+    # answerable: 20 right at 0.9, one right at 0.02; unanswerable scores all below 0.1
+    rows = [row(0.9, 1.0, True)] * 20 + [row(0.02, 1.0, True)] + [row(s, None, False) for s in (0.01, 0.03, 0.05)]
+    got = mod.abstention_within(rows, points=3.0)
+    # losing the 0.02 answer costs 4.8 points: only the score 0.02 itself is within 3 -> one of three abstained
+    assert got["threshold"] == 0.02 and got["unanswerable_abstained"] == 33.33 and got["answerable_f1"] == 100.0
+    assert mod.abstention_within(rows, points=5.0)["unanswerable_abstained"] == 100.0
