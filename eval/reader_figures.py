@@ -231,7 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         results["machine"] = {}
     from qa.calibration import CALIBRATION_FILE
 
-    calibrated = (Path(args.reader) / CALIBRATION_FILE).is_file()
+    calibration = Path(args.reader) / CALIBRATION_FILE
+    calibrated = calibration.is_file()
+    # its own threshold, which qa.pipeline applies when none is given
+    calibration_min_score = json.loads(calibration.read_text())["min_score"] if calibrated else None
     if calibrated and "tune" in steps:
         raise SystemExit(f"error: {args.reader} has a {CALIBRATION_FILE}: its min_score was chosen with it "
                          "(eval/fit_calibration.py fit) and rank_penalty is chosen on the same records "
@@ -254,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             p = args.rank_penalty if args.rank_penalty is not None else tuned.get("rank_penalty", settings.rank_penalty)
             t = args.min_score if args.min_score is not None else tuned.get("min_score", settings.min_score)
             chosen = replace(settings, rank_penalty=p, min_score=t)
-            if calibrated and args.min_score is None:  # the calibration's own threshold (qa.pipeline applies it)
-                t = f"calibration ({json.loads((Path(args.reader) / CALIBRATION_FILE).read_text())['min_score']})"
+            if calibrated and args.min_score is None:
+                t = f"calibration ({calibration_min_score})"
             results[step] = {"rank_penalty": p, "min_score": t,
                              **(run_e2e(chosen, args.data, out) if step == "e2e" else run_seed(chosen, out))}
         results.setdefault("seconds", {})[step] = round(time.time() - t0, 1)

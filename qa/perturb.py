@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from qa.metrics import normalize_answer
@@ -130,6 +130,15 @@ class Perturbed:
     new: str  # what replaced it
 
 
+def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    """``kinds`` as a tuple; ValueError naming the unknown ones (or none given) and listing the known."""
+    unknown = [k for k in kinds if k not in PERTURBATIONS]
+    if unknown or not kinds:
+        raise ValueError(f"unknown perturbation kind(s) {', '.join(unknown) or '(none given)'}; the kinds are "
+                         f"{', '.join(PERTURBATIONS)}")
+    return tuple(kinds)
+
+
 def _words(text: str) -> set[str]:
     return set(normalize_answer(text).split())
 
@@ -224,15 +233,12 @@ def _stated(phrase: str, ctx_words: set[str]) -> bool:
 
 
 def _antonym(question: str, ctx_words: set[str], rng: random.Random, table: dict[str, str] = ANTONYMS,
-             kind: str = "antonym") -> Perturbed | None:
-    """A word of ``table`` in the question becomes its opposite, which the paragraph never uses (for the
-    ``opposite`` kind: in no form)."""
-    if kind == "antonym":  # reader v5's rule, as it was
-        found = [m for m in _WORD.finditer(question) if m.group().lower() in table
-                 and table[m.group().lower()] not in ctx_words]
-    else:
-        found = [m for m in _WORD.finditer(question) if m.group().lower() in table
-                 and not _stated(table[m.group().lower()], ctx_words)]
+             kind: str = "antonym", stated: Callable[[str, set[str]], bool] = lambda w, ws: w in ws,
+             ) -> Perturbed | None:
+    """A word of ``table`` in the question becomes its opposite, which the paragraph never uses: ``stated``
+    tells whether it does (v5's ``antonym`` rule: the word itself; ``opposite``: any of its forms)."""
+    found = [m for m in _WORD.finditer(question) if m.group().lower() in table
+             and not stated(table[m.group().lower()], ctx_words)]
     if not found:
         return None
     m = rng.choice(found)
@@ -322,9 +328,7 @@ def perturb_question(
         rng: the source of every choice.
         kinds: the rules to try (of :data:`PERTURBATIONS`).
     """
-    unknown = [k for k in kinds if k not in PERTURBATIONS]
-    if unknown or not kinds:
-        raise ValueError(f"unknown perturbation kind(s) {unknown} (kinds: {', '.join(PERTURBATIONS)})")
+    check_kinds(kinds)
     ctx = normalize_answer(context)
     ctx_words = set(ctx.split())
     order = sorted(kinds, key=lambda k: -rng.random() ** (1 / PREFERENCE[k]))
@@ -344,7 +348,7 @@ def perturb_question(
         elif kind == "ordinal":
             p = _swap_ordinal(question, ctx, rng)
         else:
-            p = _antonym(question, ctx_words, rng, OPPOSITES, "opposite")
+            p = _antonym(question, ctx_words, rng, OPPOSITES, "opposite", _stated)
         if p is not None and not any(
                 normalize_answer(a) and normalize_answer(a) in normalize_answer(p.new) for a in answers):
             return p

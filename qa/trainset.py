@@ -17,7 +17,7 @@ import numpy as np
 from qa.chunking import sentence_spans
 from qa.errors import TrainingDataError
 from qa.metrics import normalize_answer
-from qa.perturb import DEFAULT_KINDS, PERTURBATIONS, names_of, perturb_question
+from qa.perturb import DEFAULT_KINDS, check_kinds, names_of, perturb_question
 from qa.squad import SquadArticle, SquadQuestion, load_squad
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,7 @@ class NegativeShares:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} negatives share must be within [0, 1], got {v}")
-        unknown = [k for k in self.perturbed_kinds if k not in PERTURBATIONS]
-        if unknown or not self.perturbed_kinds:
-            raise ValueError(f"perturbed kinds must be some of {', '.join(PERTURBATIONS)}, got "
-                             f"{', '.join(self.perturbed_kinds) or 'none'}")
+        check_kinds(self.perturbed_kinds)
 
 
 def load_sources(sources: Sequence[TrainSource]) -> list[list[SquadArticle]]:

@@ -106,9 +106,9 @@ def test_an_ordinal_becomes_a_near_one_the_paragraph_never_states():
 
 
 def test_unknown_perturbation_kinds_are_named():
-    with pytest.raises(ValueError, match="'rhyme'"):
+    with pytest.raises(ValueError, match="unknown perturbation kind.s. rhyme; the kinds are number, entity"):
         perturb_question("Who?", CONTEXT, ["x"], NAMES, random.Random(0), ("number", "rhyme"))
-    with pytest.raises(ValueError, match="perturbed kinds must be some of .* got rhyme"):
+    with pytest.raises(ValueError, match="unknown perturbation kind.s. rhyme;"):
         NegativeShares(perturbed=0.5, perturbed_kinds=("rhyme",))
 
 
@@ -158,5 +158,5 @@ def test_the_default_kinds_leave_a_runs_identity_and_the_new_ones_enter_it(tmp_p
     assert "perturbed_kinds" not in _run_identity(default) and "perturbed_kinds" not in _features_identity(default, "b")
     wider = TrainConfig(**base, perturbed_kinds=(*DEFAULT_KINDS, "month", "opposite"))
     assert _features_identity(wider, "b")["perturbed_kinds"][-2:] == ["month", "opposite"]
-    with pytest.raises(ValueError, match="perturbed kinds"):
+    with pytest.raises(ValueError, match="kind.s. .none given."):
         TrainConfig(**base, perturbed_kinds=())

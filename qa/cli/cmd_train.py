@@ -136,11 +136,9 @@ def train_reader(
 
 def _kinds(spec: str) -> tuple[str, ...]:
     """--perturbed-kinds as a tuple, every kind known (typer.BadParameter names the unknown ones)."""
-    from qa.perturb import PERTURBATIONS
+    from qa.perturb import check_kinds
 
-    kinds = tuple(k.strip() for k in spec.split(",") if k.strip())
-    unknown = [k for k in kinds if k not in PERTURBATIONS]
-    if unknown or not kinds:
-        raise typer.BadParameter(f"unknown kind(s) {', '.join(unknown) or '(none given)'}; the kinds are "
-                                 f"{', '.join(PERTURBATIONS)}", param_hint="--perturbed-kinds")
-    return kinds
+    try:
+        return check_kinds([k.strip() for k in spec.split(",") if k.strip()])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--perturbed-kinds") from None
