@@ -83,8 +83,9 @@ class Assistant:
              min_score: float | None = None) -> QAResult:
         """Read answers out of given passages; every answer's citation is checked against its document.
 
-        The reader proposes candidates, the calibrator (if any) scores them, and those scoring below
-        ``min_score`` are dropped; when none is left, the result abstains and lists them as ``candidates``.
+        The reader proposes candidates, the calibrator (if any) scores them (the reader's best stays first),
+        and those scoring below ``min_score`` are dropped; when the first is below it, the result abstains and
+        lists them as ``candidates``.
         """
         from qa.calibration import CANDIDATES
 
@@ -94,7 +95,9 @@ class Assistant:
         cands = self.reader.read(question, hits, max_answers=max(max_answers, CANDIDATES), min_score=0.0)
         if self.calibrator is not None:
             cands = self.calibrator.rescore(question, cands, hits, getattr(self.reader, "rank_penalty", 0.0))
-        answers = [a for a in cands if a.score >= min_score][:max_answers]
+        # the first candidate decides: below min_score the result abstains even if a later one scores higher
+        sure = bool(cands) and cands[0].score >= min_score
+        answers = [a for a in cands if a.score >= min_score][:max_answers] if sure else []
         shown = answers or cands[:max_answers]
         if self.store is not None:
             for a in shown:

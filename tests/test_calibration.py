@@ -97,13 +97,27 @@ def test_probability_is_monotone_in_each_feature_by_the_sign_of_its_weight():
     assert cal.probability(Evidence(tuple(values))) == pytest.approx(p())
 
 
-def test_rescore_orders_candidates_by_probability():
+def test_rescore_keeps_the_readers_best_first_and_orders_the_rest_by_probability():
     hits = [_hit(0, P1, 0.8), _hit(1, P2, 0.6), _hit(2, P3, 0.1)]
-    answers = [_answer(hits[2], "Bananas", 0.95), _answer(hits[0], "1889", 0.6)]
+    answers = [_answer(hits[2], "Bananas", 0.95), _answer(hits[1], "Eiffel", 0.7), _answer(hits[0], "1889", 0.6)]
     cal = _calibrator({"support": 2.0, "type_fit": 2.0})
     out = cal.rescore("When was the Eiffel Tower completed?", answers, hits, rank_penalty=0.0)
-    assert [a.text for a in out] == ["1889", "Bananas"]
+    assert [a.text for a in out] == ["Bananas", "1889", "Eiffel"]
     assert all(0.0 < a.score < 1.0 for a in out)
+    # "1889" fits "when" and its passage holds it: more probable than the reader's choice, which stays first
+    assert out[1].score > out[0].score and out[1].score > out[2].score
+
+
+def test_the_first_candidate_decides_whether_to_answer():
+    hits = [_hit(0, P1, 0.8)]
+    # "1889" fits "when", "Paris" does not: the calibrator rates "1889" far above the reader's choice "Paris"
+    cal = _calibrator({"type_fit": 2.0})
+    assistant = Assistant(None, _ListReader([("Paris", 0.6), ("1889", 0.55)]), Settings(), calibrator=cal)
+    abstained = assistant.read("When was the Eiffel Tower completed?", hits, min_score=0.5)
+    assert abstained.abstained and [a.text for a in abstained.candidates] == ["Paris", "1889"]
+    assert abstained.candidates[0].score < 0.5 < abstained.candidates[1].score
+    answered = assistant.read("When was the Eiffel Tower completed?", hits, min_score=0.01)
+    assert [a.text for a in answered.answers] == ["Paris", "1889"]
 
 
 def _reader_dir(tmp_path, content: bytes = b"weights"):
