@@ -15,6 +15,8 @@ Two steps, so the slow one (asking) is done once and the fit can be redone in a 
     # two readers on the same questions (paired bootstrap); rank_penalty by re-ranking tune records
     python eval/fit_calibration.py compare runs/cal/v4-dev11.jsonl runs/cal/dev11.jsonl --calibration-b CAL.json
     python eval/fit_calibration.py penalty runs/cal/tune.jsonl
+    # which candidate to give (the reader's best, as `qa` does, or the most probable), on tune records
+    python eval/fit_calibration.py policy runs/cal/tune.jsonl --calibration qa/models/reader/calibration.json
 
 Conditions of `collect`: ``inside`` asks against an index of all chosen articles; ``outside`` against the same
 index without the asked articles (the right output is to abstain); ``absent`` against the chosen articles with
@@ -372,6 +374,43 @@ def penalty(args) -> int:
     return 0
 
 
+def policy(args) -> int:
+    """Which candidate to give: the reader's best (what `qa` does) or the most probable under the calibration,
+    compared at the thresholds where each abstains on the same shares of the outside questions."""
+    cal = Calibrator.load(args.calibration)
+    records = read_records(args.records)
+    if not any(r["condition"] == "outside" for r in records):
+        raise QAError("policy needs records of the outside condition (collect --conditions inside,outside)")
+    print(f"{len(records)} records; calibration {args.calibration}; inside F1 at the threshold abstaining on each "
+          f"share of the outside questions (v2.0 unanswerable abstained)\n")
+    shares = (0.8, 0.85, 0.9)
+    print("| candidate given | inside F1 never abstaining | " + " | ".join(f"outside {int(100 * x)} %" for x in shares)
+          + " |\n|---|---|" + "---|" * len(shares))
+    for name, by_probability in (("the reader's best", False), ("the most probable", True)):
+        inside, outside, unanswerable = [], [], []
+        for r in records:
+            res = QAResult.from_dict(r["result"])
+            answers = cal.rescore(r["question"], list(res.answers), res.hits, r["rank_penalty"]) if res.answers else []
+            if by_probability:
+                answers = sorted(answers, key=lambda a: -a.score)
+            text, score = (answers[0].text, answers[0].score) if answers else (None, 0.0)
+            if r["condition"] == "outside":
+                outside.append(score)
+            elif r["gold"]:
+                inside.append((score, answer_f1(r, text)))
+            else:
+                unanswerable.append(score)
+        cells = []
+        for share in shares:
+            t = sorted(outside)[min(int(share * len(outside)), len(outside) - 1)]
+            f1 = 100 * sum(f for sc, f in inside if sc >= t) / max(len(inside), 1)
+            una = f", {100 * sum(sc < t for sc in unanswerable) / len(unanswerable):.1f} %" if unanswerable else ""
+            cells.append(f"{f1:.2f} ({t:.3f}{una})")
+        never = 100 * sum(f for _, f in inside) / max(len(inside), 1)
+        print(f"| {name} | {never:.2f} | " + " | ".join(cells) + " |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="step", required=True)
@@ -407,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--threshold", type=float, default=0.5)
     pp = sub.add_parser("penalty", help="F1 of the best candidate by rank_penalty (choose it on tune records)")
     pp.add_argument("records", type=Path, nargs="+")
+    po = sub.add_parser("policy", help="give the reader's best candidate or the most probable (choose on tune records)")
+    po.add_argument("records", type=Path, nargs="+")
+    po.add_argument("--calibration", required=True, help="calibration file")
     cp = sub.add_parser("compare", help="two readers' records of the same questions, paired bootstrap")
     cp.add_argument("a", type=Path)
     cp.add_argument("b", type=Path)
@@ -416,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     cp.add_argument("--threshold-b", type=float, default=None, help="B's threshold (default: --threshold)")
     args = ap.parse_args(argv)
     try:
-        steps = {"collect": collect, "fit": fit, "report": report, "penalty": penalty, "compare": compare}
+        steps = {"collect": collect, "fit": fit, "report": report, "penalty": penalty, "compare": compare,
+                 "policy": policy}
         return steps[args.step](args)
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -137,3 +137,60 @@ def test_fit_refuses_records_with_one_label(tmp_path, capsys):
     (reader / "model.safetensors").write_bytes(b"w")
     assert mod.main(["fit", str(path), "--out", str(tmp_path / "c.json"), "--reader", str(reader)]) == 1
     assert "nothing to fit" in capsys.readouterr().err
+
+
+def test_policy_compares_giving_the_readers_best_with_the_most_probable(records, reader, tmp_path, capsys):
+    mod = _module()
+    out = tmp_path / "calibration.json"
+    mod.main(["fit", str(records), "--out", str(out), "--reader", str(reader)])
+    capsys.readouterr()
+    assert mod.main(["policy", str(records), "--calibration", str(out)]) == 0
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith("| the ")]
+    assert [r.split(" | ")[0] for r in rows] == ["| the reader's best", "| the most probable"]
+    # one candidate per record here: both policies give the same answers, so the same F1 at every share
+    assert rows[0].split(" | ")[1:] == rows[1].split(" | ")[1:]
+    assert "outside 80 %" in table
+
+
+def test_policy_needs_outside_records(tmp_path, reader, capsys):
+    mod = _module()
+    rng = random.Random(1)
+    path = tmp_path / "inside.jsonl"
+    rows = [_record(i, right=i % 2 == 0, condition="inside", rng=rng) for i in range(20)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cal = tmp_path / "calibration.json"
+    mod.main(["fit", str(path), "--out", str(cal), "--reader", str(reader)])
+    assert mod.main(["policy", str(path), "--calibration", str(cal)]) == 1
+    assert "outside condition" in capsys.readouterr().err
+
+
+def _span(hit: Hit, word: str, score: float) -> Answer:
+    s = hit.chunk.text.index(word)
+    return Answer(word, score, hit.chunk.doc_id, Span(s, s + len(word)), hit.chunk.chunk_id, hit.chunk.text,
+                  Span(s, s + len(word)), "")
+
+
+def test_policy_gives_the_most_probable_only_in_its_own_row(tmp_path, capsys):
+    mod = _module()
+    rows = []
+    for i in range(10):
+        text = f"The tower number {i} was finished in {1800 + i} by the builders of the city."
+        hit = Hit(Chunk(f"d{i}#0", f"d{i}", 0, len(text), text), 1.0, 0, "", 0.7)
+
+        # the reader prefers "builders" (wrong); "18xx" fits "when" and is right
+        result = QAResult(f"When was tower number {i} finished?",
+                          (_span(hit, "builders", 0.9), _span(hit, str(1800 + i), 0.6)), (hit,))
+        for condition, gold in (("inside", [str(1800 + i)]), ("outside", [])):
+            rows.append({"condition": condition, "article": f"a{i}", "qid": f"q{i}", "question": result.question,
+                         "gold": gold, "rank_penalty": 1.5, "seconds": 0.1, "result": result.to_dict()})
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    n = len(FEATURES)
+    cal = Calibrator((0.0,) * n, (1.0,) * n, tuple(3.0 if f == "type_fit" else 0.0 for f in FEATURES), 0.0,
+                     "0" * 64, {"reader": "test"})
+    cal.save(tmp_path / "cal.json")
+    assert mod.main(["policy", str(path), "--calibration", str(tmp_path / "cal.json")]) == 0
+    table = {line.split(" | ")[0]: line.split(" | ")[1] for line in capsys.readouterr().out.splitlines()
+             if line.startswith("| the ")}
+    assert table == {"| the reader's best": "0.00", "| the most probable": "100.00"}
