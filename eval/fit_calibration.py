@@ -275,12 +275,15 @@ def choose_threshold(records: list[dict], hold_out: int, abstention: float, c: f
     return round(t, 4), note
 
 
-def shown(record: dict, cal: Calibrator | None):
-    """(best answer text or None, its score) as `qa ask` would show them with ``cal`` (None: the reader's)."""
+def shown(record: dict, cal: Calibrator | None, most_probable: bool = False):
+    """(best answer text or None, its score) as `qa ask` would show them with ``cal`` (None: the reader's);
+    ``most_probable``: the candidate ``cal`` rates highest instead of the reader's best (see :func:`policy`)."""
     res = QAResult.from_dict(record["result"])
     answers = list(res.answers)
     if cal is not None and answers:
         answers = cal.rescore(record["question"], answers, res.hits, record["rank_penalty"])
+        if most_probable:
+            answers.sort(key=lambda a: -a.score)
     return (answers[0].text, answers[0].score) if answers else (None, 0.0)
 
 
@@ -389,11 +392,7 @@ def policy(args) -> int:
     for name, by_probability in (("the reader's best", False), ("the most probable", True)):
         inside, outside, unanswerable = [], [], []
         for r in records:
-            res = QAResult.from_dict(r["result"])
-            answers = cal.rescore(r["question"], list(res.answers), res.hits, r["rank_penalty"]) if res.answers else []
-            if by_probability:
-                answers = sorted(answers, key=lambda a: -a.score)
-            text, score = (answers[0].text, answers[0].score) if answers else (None, 0.0)
+            text, score = shown(r, cal, most_probable=by_probability)
             if r["condition"] == "outside":
                 outside.append(score)
             elif r["gold"]:
