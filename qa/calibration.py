@@ -5,7 +5,8 @@ evidence `qa` has and is no probability (wrong answers score near 1 on documents
 answer). Here every candidate answer gets a vector of evidence (:func:`evidence`): the reader's margin and
 its lead over the runner-up, how many retrieved passages hold the same answer, the passage's rank and dense
 cosine, the best cosine of the question to the index, how much of the question's content is in the answer's
-sentence, the answer's length and whether its shape fits the question word. A logistic regression over it
+sentence, the answer's length, whether its shape fits the question word, and whether the question negates
+what the answer's sentence states. A logistic regression over it
 (fitted by eval/fit_calibration.py, shipped as JSON next to the reader's weights, no pickle) turns that
 into P(right), where right means F1 >= 0.5 against the gold answers.
 
@@ -47,6 +48,7 @@ FEATURES = (
     "answer_in_question",  # share of the answer's words that the question already holds
     "log_length",  # ln(1 + words in the answer)
     "type_fit",  # +1 the answer's shape fits the question word (a number for "how many"), -1 it does not, 0 unknown
+    "negation_mismatch",  # 1 when the question is negated ("not", "never", "n't") and the answer's sentence is not
 )
 MARGIN_CLIP = 15.0
 #: A probability is kept within [0.001, 0.999]: the evidence never makes an answer certain.
@@ -65,6 +67,10 @@ _STOP = frozenset(
 _MONTHS = ("january february march april may june july august september october november december "
            "jan feb mar apr jun jul aug sep sept oct nov dec").split()
 
+_NEGATIONS = frozenset("not no never none nothing nobody nowhere neither nor without cannot".split())
+#: "whether or not", "may or may not": no negation of what is asked
+_OR_NOT = re.compile(r"\bor not\b|\bor (may|might|can|could|will|would|does|do|did|is|are|was|were) not\b")
+
 _NUMBER_WORDS = frozenset(
     "zero one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty hundred "
     "thousand million billion trillion dozen half several few".split()
@@ -79,6 +85,12 @@ def _overlap(question_words: set[str], text: str) -> float:
     if not question_words:
         return 0.0
     return len(question_words & set(_WORD.findall(text.lower()))) / len(question_words)
+
+
+def _negated(text: str) -> bool:
+    """Whether a text holds a negation word ("didn't" counts as "did not"; "whether or not" does not count)."""
+    text = _OR_NOT.sub(" ", text.lower().replace("n't", " not"))
+    return any(w in _NEGATIONS for w in _WORD.findall(text))
 
 
 def _type_fit(question: str, answer: str) -> float:
@@ -133,6 +145,9 @@ def evidence(question: str, answers: Sequence[Answer], hits: Sequence[Hit], rank
     cosines = [h.dense_score for h in hits if h.dense_score is not None]
     top_cosine = max(cosines) if cosines else None
     passage_overlap = max((_overlap(q_words, h.chunk.text) for h in hits), default=0.0)
+    # a question that negates what the passage states ("What are many classes not defined by?" against "Many
+    # classes are defined using ...") asks what the text does not say: a common kind of unanswerable question
+    q_negated = _negated(question)
     margins = []
     for a in answers:
         hit = by_chunk.get(a.chunk_id)
@@ -161,6 +176,7 @@ def evidence(question: str, answers: Sequence[Answer], hits: Sequence[Hit], rank
             (sum(w in q_all for w in a_words) / len(a_words)) if a_words else 0.0,
             math.log1p(len(a_words)),
             _type_fit(question, a.text),
+            float(q_negated and not _negated(a.context)),
         )))
     return out
 

@@ -62,6 +62,24 @@ def test_evidence_of_a_question_whose_words_are_in_no_passage():
     assert ev["margin"] == pytest.approx(math.log(0.7 / 0.3))
 
 
+def test_evidence_flags_a_question_that_negates_what_the_sentence_states():
+    hits = [_hit(0, P1, 0.8)]
+    answers = [_answer(hits[0], "1889", 0.9)]
+
+    def negation(question: str, hit_list=hits, answer_list=answers) -> float:
+        (ev,) = evidence(question, answer_list, hit_list, rank_penalty=0.0)
+        return ev.as_dict()["negation_mismatch"]
+
+    assert negation("When was the Eiffel Tower not completed?") == 1.0
+    assert negation("When wasn't the Eiffel Tower completed?") == 1.0  # "n't" is a negation
+    assert negation("When was the Eiffel Tower completed?") == 0.0
+    assert negation("When was nothing completed?") == 1.0
+    assert negation("Whether or not the Eiffel Tower was completed, when was it?") == 0.0  # no negation asked
+    # a sentence that is negated itself answers a negated question
+    negated = [_hit(0, "The tower was not finished before 1889, the year of the fair.", 0.8)]
+    assert negation("When was the tower not finished?", negated, [_answer(negated[0], "1889", 0.9)]) == 0.0
+
+
 def test_evidence_refuses_an_answer_from_a_passage_not_given():
     hits = [_hit(0, P1, 0.8)]
     stray = _answer(_hit(5, P2, 0.5), "1889", 0.9)
@@ -173,6 +191,7 @@ def test_shipped_calibration_fits_the_shipped_reader_and_rises_with_the_evidence
     # the more the reader prefers the span over "no answer" and over other answers, the closer its passage is to
     # the question and the more of the question its sentence holds, the likelier it is right
     assert coef["margin"] > 0 and coef["lead"] > 0 and coef["passage_cosine"] > 0 and coef["sentence_overlap"] > 0
+    assert coef["negation_mismatch"] < 0  # a negated question against an affirmative sentence: likely unanswerable
     assert cal.min_score is not None and 0.0 < cal.min_score < 0.5
 
 
