@@ -99,6 +99,42 @@ _LEADING_STRAY = set(",.;:!?)]}”’»/|*_~`=+-–—") | {"'", '"'}
 _TRAILING_STRAY = set(",;:([{“‘«/|*_~`=+-–—") | {"'", '"'}
 
 
+#: Letters (Latin scripts), digits and "_": what a word, or an identifier like PYTHON_DOTENV_DISABLED, is made of
+_WORD_CHAR = re.compile(r"[0-9A-Za-z_\u00C0-\u024F]")
+#: The most characters a span grows by on each side to take in the rest of its word (a longer run is no word)
+_MAX_WORD_GROWTH = 64
+
+
+def whole_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """``[start, end)`` grown so that it neither starts nor ends inside a word.
+
+    A reader's tokenizer splits words into pieces and identifiers at "_" (``PYTHON`` ``_`` ``DOTENV`` ...), and
+    a span may end after a piece: ``PYTHON`` of ``PYTHON_DOTENV_DISABLED``, ``Bonn`` of ``Bonnefoy``, ``rich``
+    of ``rich.spinner``. An answer is the whole word (a "." between two word characters is part of it).
+    Scripts written without spaces are left alone (only Latin letters, digits and "_" count), and a run
+    longer than 64 characters on a side is not taken in.
+    """
+    if not 0 <= start <= end <= len(text):
+        raise ValueError(f"span [{start}, {end}) is not inside a text of {len(text)} characters")
+    if start == end:
+        return start, end
+
+    def word(i: int) -> bool:  # a word character, or a "." inside a word (rich.spinner, 3.14, os.environ)
+        if text[i] == ".":
+            return 0 < i < len(text) - 1 and bool(_WORD_CHAR.match(text[i - 1])) and bool(_WORD_CHAR.match(text[i + 1]))
+        return bool(_WORD_CHAR.match(text[i]))
+
+    s = start
+    while s > 0 and word(s) and word(s - 1) and start - s < _MAX_WORD_GROWTH:
+        s -= 1
+    e = end
+    while e < len(text) and word(e - 1) and word(e) and e - end < _MAX_WORD_GROWTH:
+        e += 1
+    s = s if not (s > 0 and word(s) and word(s - 1)) else start
+    e = e if not (e < len(text) and word(e - 1) and word(e)) else end
+    return s, e
+
+
 def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
     """``text[start:end]`` trimmed to a clean answer, or None when nothing is left.
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qa.spans import tidy_span
+from qa.spans import tidy_span, whole_words
 
 
 @pytest.mark.parametrize(("raw", "clean"), [
@@ -85,3 +85,28 @@ def test_the_reader_returns_tidy_answers(tiny_reader):
     for a in answers:
         assert text[a.span.start : a.span.end] == a.text == a.text.strip()
         assert "\n\n" not in a.text and a.text[0] not in ",.;:)]}*" and a.text[-1] not in ",;:([{*"
+
+
+@pytest.mark.parametrize(("text", "picked", "whole"), [
+    ("Set PYTHON_DOTENV_DISABLED=1 to disable it.", "PYTHON", "PYTHON_DOTENV_DISABLED"),  # cut at "_"
+    ("maintained by Bertrand Bonnefoy-Claudet", "nnef", "Bonnefoy"),  # a word piece takes in its word
+    ("call reset_cached_controller() to clear", "cached", "reset_cached_controller"),
+    ("the Eiffel Tower was completed in 1889.", "Eiffel Tower", "Eiffel Tower"),  # whole words stay as they are
+    ("cli-spinners and 16-bit", "spinners", "spinners"),  # "-" parts a word
+    ("run python -m rich.spinner to see them", "python -m rich", "python -m rich.spinner"),  # a dotted name
+    ("It is 3.14 here. Then", "3", "3.14"),
+    ("It is 3.14 here. Then", "here", "here"),  # a sentence's period is no part of a word
+    ("東京都庁舎は新宿にある", "京都", "京都"),  # a script written without spaces is left alone
+])
+def test_whole_words(text, picked, whole):
+    i = text.index(picked)
+    s, e = whole_words(text, i, i + len(picked))
+    assert text[s:e] == whole
+
+
+def test_whole_words_does_not_take_in_a_long_run():
+    text = "x" * 200 + " end"
+    assert whole_words(text, 100, 102) == (100, 102)  # 100 characters on each side: no word
+    assert whole_words(text, 201, 203) == (201, 204)
+    with pytest.raises(ValueError, match="not inside"):
+        whole_words("abc", 2, 9)
