@@ -119,9 +119,15 @@ def whole_words(text: str, start: int, end: int) -> tuple[int, int]:
     if start == end:
         return start, end
 
-    def word(i: int) -> bool:  # a word character, or a "." inside a word (rich.spinner, 3.14, os.environ)
+    def word(i: int) -> bool:
+        # a word character, or a "." inside a word (rich.spinner, 3.14, U.S) but not a sentence's end that lost
+        # its space ("stories.Political")
         if text[i] == ".":
-            return 0 < i < len(text) - 1 and bool(_WORD_CHAR.match(text[i - 1])) and bool(_WORD_CHAR.match(text[i + 1]))
+            if not 0 < i < len(text) - 1:
+                return False
+            before, after = text[i - 1], text[i + 1]
+            return (bool(_WORD_CHAR.match(before)) and bool(_WORD_CHAR.match(after))
+                    and not (before.islower() and after.isupper()))
         return bool(_WORD_CHAR.match(text[i]))
 
     s = start

@@ -96,6 +96,9 @@ def test_the_reader_returns_tidy_answers(tiny_reader):
     ("run python -m rich.spinner to see them", "python -m rich", "python -m rich.spinner"),  # a dotted name
     ("It is 3.14 here. Then", "3", "3.14"),
     ("It is 3.14 here. Then", "here", "here"),  # a sentence's period is no part of a word
+    ("told stories.Political geographers such as", "Political geographers", "Political geographers"),
+    ("hydrophilic amino acids", "lic amino acids", "hydrophilic amino acids"),
+    ("the U.S. Army", "U", "U.S"),
     ("東京都庁舎は新宿にある", "京都", "京都"),  # a script written without spaces is left alone
 ])
 def test_whole_words(text, picked, whole):
