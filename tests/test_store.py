@@ -669,3 +669,27 @@ def test_stats_survive_a_generation_removed_between_reading_the_manifest_and_its
         monkeypatch.setattr(pathlib.Path, "stat", stat_after_removal)
         st = s.stats()
     assert st.faiss_bytes == 0 and st.sqlite_bytes > 0 and st.documents == 3
+
+
+def test_search_outlasts_a_writer_replacing_generation_after_generation(built, monkeypatch):
+    """A writer deletes each generation's FAISS file once it commits the next: a reader that misses several in a
+    row reads again, and only a file that stays missing is an error."""
+    from qa.store import passage_store
+    from qa.store.vectors import _VectorsGone
+
+    with PassageStore.open(built) as s:
+        real = PassageStore._sync_vectors
+        misses = {"left": passage_store.VANISHED_RETRIES - 1}
+
+        def flaky(self, *, force=False):
+            if misses["left"] > 0:
+                misses["left"] -= 1
+                raise _VectorsGone()
+            return real(self, force=force)
+
+        monkeypatch.setattr(PassageStore, "_sync_vectors", flaky)
+        q = embed([DOCS[0].text])[0]
+        assert s.search_dense(q, 1)  # found after VANISHED_RETRIES - 1 misses
+        misses["left"] = passage_store.VANISHED_RETRIES
+        with pytest.raises(IndexCorruptError, match="keeps vanishing"):
+            s.search_dense(q, 1)

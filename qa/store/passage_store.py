@@ -53,6 +53,11 @@ from qa.store.vectors import _check_ids, _load_index, _search, _unit_query, _Vec
 
 log = logging.getLogger(__name__)
 
+#: Reads of the FAISS file the database names before giving up: a writer deletes a generation's file once it has
+#: committed the next, so a reader on a busy machine can miss one generation after another while commits follow
+#: each other (one retry was not always enough with twelve back-to-back commits and both cores busy)
+VANISHED_RETRIES = 5
+
 
 class PassageStore:
     """An index folder: documents, chunks and FTS5 in SQLite; chunk vectors in a FAISS file.
@@ -334,12 +339,12 @@ class PassageStore:
         q = _unit_query(query_vec, self.manifest.dim)
         if k == 0:
             return []
-        for attempt in range(2):
+        for attempt in range(VANISHED_RETRIES):
             with self._read_txn():
                 try:
                     self._sync_vectors()
                 except _VectorsGone:
-                    if attempt == 0:
+                    if attempt < VANISHED_RETRIES - 1:
                         continue
                     raise IndexCorruptError(
                         f"{self.index_dir / self.manifest.faiss_file} keeps vanishing; {self._hint()}"
@@ -347,7 +352,7 @@ class PassageStore:
                 pairs = _search(self._index, q, k, self.index_dir)
                 found = _fetch(self._db(), [i for i, _ in pairs])
             return [ScoredChunk(i, found[i][0], s, found[i][1]) for i, s in pairs if i in found]
-        return []  # not reached: the second attempt returns or raises
+        return []  # not reached: the last attempt returns or raises
 
     def search_bm25(self, query: str, k: int) -> list[ScoredChunk]:
         """The ``k`` chunks that best match the words of ``query`` by BM25, best first.
@@ -461,14 +466,14 @@ class PassageStore:
         return _snapshot(self._db(), self.index_dir)
 
     def _load_vectors(self) -> None:
-        """Load the FAISS file the database names, re-reading once if a writer just replaced it."""
-        for attempt in range(2):
+        """Load the FAISS file the database names, re-reading while a writer keeps replacing it."""
+        for attempt in range(VANISHED_RETRIES):
             with self._read_txn():
                 try:
                     self._sync_vectors(force=True)
                     return
                 except _VectorsGone:
-                    if attempt == 1:
+                    if attempt == VANISHED_RETRIES - 1:
                         path = self.index_dir / self.manifest.faiss_file
                         raise IndexCorruptError(
                             f"{path} is missing (the database names generation {self.manifest.generation}); "
