@@ -6,9 +6,9 @@ answer). Here every candidate answer gets a vector of evidence (:func:`evidence`
 its lead over the runner-up, how many retrieved passages hold the same answer, the passage's rank and dense
 cosine, the best cosine of the question to the index, how much of the question's content is in the answer's
 sentence, the answer's length, whether its shape fits the question word, and whether the question negates
-what the answer's sentence states. A logistic regression over it
-(fitted by eval/fit_calibration.py, shipped as JSON next to the reader's weights, no pickle) turns that
-into P(right), where right means F1 >= 0.5 against the gold answers.
+what the answer's sentence states. A logistic regression over it (fitted by eval/fit_calibration.py, shipped
+as JSON next to the reader's weights, no pickle) turns that into P(right), where right means F1 >= 0.5
+against the gold answers.
 
 A calibration is fitted for one reader: it records the digest of the reader's weights and config
 (:func:`qa.onnx_models.weights_digest`, the key of the reader's ONNX exports too), and loading it for
