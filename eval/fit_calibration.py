@@ -400,8 +400,9 @@ def policy(args) -> int:
             else:
                 unanswerable.append(score)
         cells = []
+        outside.sort()
         for share in shares:
-            t = sorted(outside)[min(int(share * len(outside)), len(outside) - 1)]
+            t = outside[min(int(share * len(outside)), len(outside) - 1)]
             f1 = 100 * sum(f for sc, f in inside if sc >= t) / max(len(inside), 1)
             una = f", {100 * sum(sc < t for sc in unanswerable) / len(unanswerable):.1f} %" if unanswerable else ""
             cells.append(f"{f1:.2f} ({t:.3f}{una})")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from qa.metrics import exact_match, f1_score, max_over_gold
-from qa.spans import decode_window, tidy_span, whole_words
+from qa.spans import clean_span, decode_window
 
 if TYPE_CHECKING:
     from qa.squad import SquadQuestion
@@ -81,7 +81,7 @@ def predict_paragraph_answers(
             if not cands:
                 continue
             context = chunk[ex_i][1]
-            tidied = ((c, tidy_span(context, *whole_words(context, c.char_start, c.char_end))) for c in cands)
+            tidied = ((c, clean_span(context, c.char_start, c.char_end)) for c in cands)
             c, span = next(((c, t) for c, t in tidied if t is not None), (None, None))
             if c is None or span is None:
                 continue

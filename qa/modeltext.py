@@ -302,16 +302,16 @@ def _align_chars(source: str, piece: str, start: int, stop: int) -> list[int]:
 def answer_span(view: TextView, start: int, end: int) -> tuple[int, int] | None:
     """Stored offsets of the answer a reader picked at view span ``[start, end)``, or None when it has none.
 
-    The span takes in the rest of a word it starts or ends inside (:func:`qa.spans.whole_words`), is tidied in
-    the view (:func:`qa.spans.tidy_span`: no paragraph break, no stray punctuation at its edges) and kept only
-    where the stored text holds it verbatim (:meth:`TextView.verbatim_source_span`): a span across markup or a
-    hard line wrap is not an answer, and the reader's next best span (it weighs several per passage) takes its
-    place. Cutting such a span instead kept half of what the model meant ("environment
-    variable" of "``PYENV_VERSION``\nenvironment variable", where the model's next span was "PYENV_VERSION").
+    The span is cleaned in the view (:func:`qa.spans.clean_span`: whole words, no paragraph break, no stray
+    punctuation at its edges) and kept only where the stored text holds it verbatim
+    (:meth:`TextView.verbatim_source_span`): a span across markup or a hard line wrap is not an answer, and the
+    reader's next best span (it weighs several per passage) takes its place. Cutting such a span instead kept
+    half of what the model meant ("environment variable" of "``PYENV_VERSION``\nenvironment variable", where
+    the model's next span was "PYENV_VERSION").
     """
-    from qa.spans import tidy_span, whole_words
+    from qa.spans import clean_span
 
-    tidy = tidy_span(view.text, *whole_words(view.text, start, end))
+    tidy = clean_span(view.text, start, end)
     if tidy is None:
         return None
     return view.verbatim_source_span(*tidy)

@@ -141,6 +141,12 @@ def whole_words(text: str, start: int, end: int) -> tuple[int, int]:
     return s, e
 
 
+def clean_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The answer a reader's span ``text[start:end]`` stands for: grown to whole words (:func:`whole_words`),
+    then tidied (:func:`tidy_span`); None when nothing is left. What `qa` and the training's dev scoring give."""
+    return tidy_span(text, *whole_words(text, start, end))
+
+
 def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
     """``text[start:end]`` trimmed to a clean answer, or None when nothing is left.
 
