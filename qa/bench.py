@@ -372,6 +372,8 @@ def run_bench(
                 argv += ["--reader", settings.reader]
             if settings.reader_runtime != Settings().reader_runtime:
                 argv += ["--runtime", settings.reader_runtime]
+            if settings.calibration != Settings().calibration:
+                argv += ["--calibration", settings.calibration]
             total = 2 * cold_runs + 1
             report("start-up", 0, total)
             _time_process(argv)  # untimed: builds any missing ONNX cache, warms the file cache
@@ -399,6 +401,7 @@ def run_bench(
             "embedder": s.embedder_name,
             "query_encoder": query_encoder,
             "min_score": s.min_score,
+            "calibration": s.calibration,
             "seed": seed,
             "store": f"Milvus ({index_uri})" if index_uri else "local (SQLite + FAISS)",
         },
@@ -462,7 +465,7 @@ def render_markdown(report: BenchReport) -> str:
         f"**Run:** `{Path(r.squad_path).name}`, {r.questions} questions (seed {st['seed']}, spread over articles, "
         f"after {r.warmup_questions} untimed warm-up questions), top-k {st['top_k']}, {st['retriever']} retriever, "
         f"reader `{Path(str(st['reader'])).name}` ({st['reader_runtime']}), query encoder {st['query_encoder']}, "
-        f"min score {st['min_score']}, index store {st['store']}; "
+        f"score {st.get('calibration', 'auto')} calibration, min score {st['min_score']}, index store {st['store']}; "
         f"{r.seconds:.0f} s in all",
         "",
         "| measure | value |",

@@ -27,8 +27,8 @@ from qa.trainset import (
     synthetic_negative,
 )
 
-__all__ = ["DevScores", "TrainConfig", "TrainResult", "distillation_loss", "score_dev", "span_loss",
-           "synthetic_negative", "train_reader"]
+__all__ = ["DevScores", "TrainConfig", "TrainResult", "answer_window_loss", "distillation_loss", "score_dev",
+           "span_loss", "synthetic_negative", "train_reader"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,10 @@ class TrainConfig:
     teachers: tuple[str, ...] = ()
     distill_weight: float = 0.9  # share of the loss from the teachers (v4: 0.9); the rest from the gold spans
     distill_temperature: float = 2.0
+    # Distil only the windows whose gold span lies in them; "no answer" windows learn from their label alone.
+    # With the base model as the teacher, it keeps its answers while the run teaches it to abstain (learning
+    # without forgetting, Li & Hoiem 2016).
+    distill_answers_only: bool = False
 
     @property
     def sources(self) -> tuple[TrainSource, ...]:
@@ -109,6 +113,8 @@ class TrainConfig:
             raise ValueError(f"distill_weight must be within [0, 1], got {self.distill_weight}")
         if self.distill_temperature <= 0:
             raise ValueError(f"distill_temperature must be positive, got {self.distill_temperature}")
+        if self.distill_answers_only and not self.teachers:
+            raise ValueError("distill_answers_only needs at least one teacher")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,18 +176,25 @@ def span_loss(start_logits, end_logits, starts, ends, weights):
 
     With every weight 1 this is the mean loss that ``AutoModelForQuestionAnswering`` computes itself.
     """
-    import torch.nn.functional as F
-
-    per = (F.cross_entropy(start_logits.float(), starts, reduction="none")
-           + F.cross_entropy(end_logits.float(), ends, reduction="none")) / 2
+    per = _window_ce(start_logits, end_logits, starts, ends)
     return (per * weights).sum() / weights.sum().clamp_min(1e-8)
 
 
-def distillation_loss(student_start, student_end, teacher_start, teacher_end, mask, temperature: float):
+def _window_ce(start_logits, end_logits, starts, ends):
+    """Each window's cross-entropy of its gold start and end tokens (mean of the two)."""
+    import torch.nn.functional as F
+
+    return (F.cross_entropy(start_logits.float(), starts, reduction="none")
+            + F.cross_entropy(end_logits.float(), ends, reduction="none")) / 2
+
+
+def distillation_loss(student_start, student_end, teacher_start, teacher_end, mask, temperature: float,
+                      per_window: bool = False):
     """Temperature-scaled KL divergence from the teachers' start/end distributions to the student's.
 
     Padding positions (``mask == 0``) get no probability on either side. Scaled by ``temperature**2``
-    so its gradient keeps the size of a cross-entropy term (Hinton et al., 2015); mean of start and end.
+    so its gradient keeps the size of a cross-entropy term (Hinton et al., 2015); mean of start and end;
+    the mean over the batch, or with ``per_window`` each window's own.
     """
     import torch.nn.functional as F
 
@@ -190,9 +203,22 @@ def distillation_loss(student_start, student_end, teacher_start, teacher_end, ma
     def kl(student, teacher):
         s = F.log_softmax(student.float().masked_fill(pad, -1e4) / temperature, dim=-1)
         t = F.softmax(teacher.float().masked_fill(pad, -1e4) / temperature, dim=-1)
+        if per_window:
+            return F.kl_div(s, t, reduction="none").sum(-1)
         return F.kl_div(s, t, reduction="batchmean")
 
     return temperature**2 * (kl(student_start, teacher_start) + kl(student_end, teacher_end)) / 2
+
+
+def answer_window_loss(start_logits, end_logits, starts, ends, weights, soft, distill_weight: float):
+    """The loss of ``distill_answers_only``: windows whose gold span lies in them mix their cross-entropy with
+    their distillation term ``soft`` (per window) by ``distill_weight``; windows labelled "no answer" ([CLS],
+    token 0) learn from their label alone. Weighted mean over windows, as :func:`span_loss`.
+    """
+    ce = _window_ce(start_logits, end_logits, starts, ends)
+    answered = starts > 0
+    per = ce.where(~answered, (1 - distill_weight) * ce + distill_weight * soft)
+    return (per * weights).sum() / weights.sum().clamp_min(1e-8)
 
 
 def _load_teachers(cfg: TrainConfig, tokenizer, torch) -> list:
@@ -388,16 +414,21 @@ def train_reader(
             ids, mask, types, starts, ends, weights = (
                 t.to(cfg.device) for t in _collate(feats, idx, pad_id, torch))
             res = model(input_ids=ids, attention_mask=mask, token_type_ids=types)
-            loss = span_loss(res.start_logits, res.end_logits, starts, ends, weights)
             if teachers:
                 with torch.no_grad():
                     outs = [t(input_ids=ids, attention_mask=mask, token_type_ids=types) for t in teachers]
                     t_start = torch.stack([o.start_logits for o in outs]).mean(0)
                     t_end = torch.stack([o.end_logits for o in outs]).mean(0)
-                soft = distillation_loss(
-                    res.start_logits, res.end_logits, t_start, t_end, mask, cfg.distill_temperature
-                )
-                loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * soft
+                soft = distillation_loss(res.start_logits, res.end_logits, t_start, t_end, mask,
+                                         cfg.distill_temperature, per_window=cfg.distill_answers_only)
+                if cfg.distill_answers_only:
+                    loss = answer_window_loss(res.start_logits, res.end_logits, starts, ends, weights, soft,
+                                              cfg.distill_weight)
+                else:
+                    loss = span_loss(res.start_logits, res.end_logits, starts, ends, weights)
+                    loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * soft
+            else:
+                loss = span_loss(res.start_logits, res.end_logits, starts, ends, weights)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()

@@ -11,7 +11,7 @@ from qa.cli import app
 from qa.errors import ModelLoadError
 from qa.reader import TransformersReader
 from qa.schema import Chunk, Hit
-from qa.training import TrainConfig, distillation_loss, synthetic_negative, train_reader
+from qa.training import TrainConfig, answer_window_loss, distillation_loss, span_loss, synthetic_negative, train_reader
 
 CONTEXTS = {
     "Alpha": "The Alpha bridge was opened in 1932. It crosses the Red River near the old mill.",
@@ -160,6 +160,41 @@ def test_distillation_loss_is_zero_for_the_teacher_itself_and_ignores_padding():
     other[:, 5:] += 100.0  # differs only where the mask says padding
     assert distillation_loss(other, end, start, end, mask, 2.0).item() == pytest.approx(0.0, abs=1e-6)
     assert distillation_loss(end, start, start, end, mask, 2.0).item() > 0.01
+
+
+def test_answer_window_loss_distils_answer_windows_only():
+    import torch
+
+    torch.manual_seed(1)
+    start, end = torch.randn(3, 7), torch.randn(3, 7)
+    mask = torch.ones(3, 7, dtype=torch.long)
+    starts, ends = torch.tensor([2, 0, 3]), torch.tensor([4, 0, 3])  # window 1 is labelled "no answer"
+    weights = torch.tensor([1.0, 2.0, 1.0])
+    soft = distillation_loss(start, end, end, start, mask, 2.0, per_window=True)
+    assert soft.shape == (3,) and bool((soft > 0).all())
+    assert soft.mean().item() == pytest.approx(distillation_loss(start, end, end, start, mask, 2.0).item())
+    # weight 0: the gold spans alone, as span_loss
+    assert answer_window_loss(start, end, starts, ends, weights, soft, 0.0).item() == pytest.approx(
+        span_loss(start, end, starts, ends, weights).item())
+    # weight 1: the answer windows take the soft term, the "no answer" window keeps its cross-entropy
+    ce = span_loss(start[1:2], end[1:2], starts[1:2], ends[1:2], weights[1:2]).item()
+    expected = (soft[0].item() + 2.0 * ce + soft[2].item()) / 4.0
+    assert answer_window_loss(start, end, starts, ends, weights, soft, 1.0).item() == pytest.approx(expected)
+
+
+def test_distils_answer_windows_only_from_the_base_model(tmp_path, tiny_reader):
+    plain = train_reader(config(tmp_path / "a", tiny_reader, max_steps=2, teachers=(str(tiny_reader),)))
+    lwf = train_reader(config(tmp_path / "b", tiny_reader, max_steps=2, teachers=(str(tiny_reader),),
+                              distill_answers_only=True))
+    assert lwf.history != plain.history
+    saved = json.loads((tmp_path / "b" / "out" / "training.json").read_text())
+    assert saved["config"]["distill_answers_only"] is True
+    with pytest.raises(ValueError, match="teacher"):
+        config(tmp_path / "c", tiny_reader, distill_answers_only=True)
+    train = squad_file(tmp_path / "train.json")
+    result = CliRunner().invoke(app, ["train-reader", str(train), "--output", str(tmp_path / "out"),
+                                      "--base-model", str(tiny_reader), "--distill-answers-only"])
+    assert result.exit_code == 2 and "--teacher" in result.output
 
 
 def test_distils_from_teachers(tmp_path, tiny_reader):

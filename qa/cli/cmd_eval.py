@@ -143,6 +143,7 @@ def bench(
     reader: ReaderOpt = None,
     allow_download: AllowDownload = None,
     runtime: RuntimeOpt = None,
+    calibration: CalibrationOpt = None,
     embedder: Annotated[str | None, typer.Option(help="Embedder: a Hugging Face id or local folder.")] = None,
     index_uri: Annotated[str | None, typer.Option(
         "--index-uri", metavar="URI", help="Build the benchmark's index in Milvus (a new Milvus Lite file "
@@ -162,7 +163,7 @@ def bench(
 
     settings = make_settings(retriever=retriever, reader=reader, embedder=embedder, passages_k=top_k,
                          allow_download=allow_download,
-                         reader_runtime=runtime)
+                         reader_runtime=runtime, calibration=calibration)
     location = index_location(None, index_uri)
     report = run_or_exit(lambda: with_progress(lambda update: qa_bench.run_bench(
         squad, settings=settings, questions=questions, seed=seed, cold_start=not skip_cold_start,

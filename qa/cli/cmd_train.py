@@ -72,6 +72,10 @@ def train_reader(
         min=0.0, max=1.0, help="Share of the loss from the teachers' soft targets (the rest: the gold spans).")] = 0.9,
     distill_temperature: Annotated[float, typer.Option(
         min=0.01, help="Softmax temperature of the distillation targets.")] = 2.0,
+    distill_answers_only: Annotated[bool, typer.Option(
+        "--distill-answers-only", help="Distil only the windows that hold their gold answer; \"no answer\" windows "
+        "learn from their label alone. With the base model as --teacher it keeps its answers while learning to "
+        "abstain (learning without forgetting).")] = False,
 ) -> None:
     """Fine-tune an extractive reader (encoder + span head) on SQuAD-format files.
 
@@ -105,6 +109,8 @@ def train_reader(
         for name in ("qa.training", "qa.trainset"):
             logging.getLogger(name).addHandler(handler)
             logging.getLogger(name).setLevel(logging.INFO)
+    if distill_answers_only and not teacher:
+        raise typer.BadParameter("needs at least one --teacher", param_hint="--distill-answers-only")
     sources = run_or_exit(lambda: [parse_source(spec) for spec in train])
     cfg = TrainConfig(
         train_files=tuple(s.path for s in sources), output_dir=str(output), base_model=base_model,
@@ -116,6 +122,7 @@ def train_reader(
         save_every=save_every, resume=resume, synthetic_negatives=synthetic_negatives,
         perturbed_negatives=perturbed_negatives, perturbed_kinds=_kinds(perturbed_kinds),
         teachers=tuple(teacher or ()), distill_weight=distill_weight, distill_temperature=distill_temperature,
+        distill_answers_only=distill_answers_only,
     )
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
