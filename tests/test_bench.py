@@ -92,6 +92,30 @@ def test_bench_runs_the_runtime_asked_for(tmp_path, tiny_reader, monkeypatch):
     assert asks and all(argv[argv.index("--runtime") + 1] == "torch" for argv in asks)
 
 
+def test_bench_scores_with_the_calibration_asked_for(tmp_path, tiny_reader, monkeypatch):
+    """--calibration reaches the timed questions, the fresh `qa ask` processes and the report."""
+    import qa.bench
+
+    squad = tmp_path / "tiny-squad.json"
+    squad.write_text(json.dumps(TINY_SQUAD), encoding="utf-8")
+    launched = []
+    real = qa.bench._time_process
+    monkeypatch.setattr(qa.bench, "_time_process", lambda argv: launched.append(list(argv)) or real(argv))
+    result = CliRunner().invoke(
+        app, ["bench", str(squad), "--reader", str(tiny_reader), "--calibration", "none", "--questions", "2",
+              "--cold-runs", "1", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["calibration"] == "none"
+    asks = [argv for argv in launched if "ask" in argv]
+    assert asks and all(argv[argv.index("--calibration") + 1] == "none" for argv in asks)
+    result = CliRunner().invoke(
+        app, ["bench", str(squad), "--reader", str(tiny_reader), "--calibration", str(tmp_path / "missing.json"),
+              "--questions", "1", "--skip-cold-start"],
+    )
+    assert result.exit_code == 1 and "missing.json" in result.output
+
+
 def test_sample_questions_is_deterministic_and_spread_over_articles():
     examples = [GoldExample(f"{a}{i}", f"q {a}{i}?", ("x",), f"{a}/{i % 3}") for a in "abcd" for i in range(10)]
     first = sample_questions(examples, 8, seed=1)
