@@ -465,7 +465,7 @@ def render_markdown(report: BenchReport) -> str:
         f"**Run:** `{Path(r.squad_path).name}`, {r.questions} questions (seed {st['seed']}, spread over articles, "
         f"after {r.warmup_questions} untimed warm-up questions), top-k {st['top_k']}, {st['retriever']} retriever, "
         f"reader `{Path(str(st['reader'])).name}` ({st['reader_runtime']}), query encoder {st['query_encoder']}, "
-        f"score {st.get('calibration', 'auto')} calibration, min score {st['min_score']}, index store {st['store']}; "
+        f"score {st['calibration']} calibration, min score {st['min_score']}, index store {st['store']}; "
         f"{r.seconds:.0f} s in all",
         "",
         "| measure | value |",

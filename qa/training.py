@@ -421,14 +421,14 @@ def train_reader(
                     t_end = torch.stack([o.end_logits for o in outs]).mean(0)
                 soft = distillation_loss(res.start_logits, res.end_logits, t_start, t_end, mask,
                                          cfg.distill_temperature, per_window=cfg.distill_answers_only)
-                if cfg.distill_answers_only:
-                    loss = answer_window_loss(res.start_logits, res.end_logits, starts, ends, weights, soft,
-                                              cfg.distill_weight)
-                else:
-                    loss = span_loss(res.start_logits, res.end_logits, starts, ends, weights)
-                    loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * soft
-            else:
+            if not teachers:
                 loss = span_loss(res.start_logits, res.end_logits, starts, ends, weights)
+            elif cfg.distill_answers_only:
+                loss = answer_window_loss(res.start_logits, res.end_logits, starts, ends, weights, soft,
+                                          cfg.distill_weight)
+            else:
+                loss = ((1 - cfg.distill_weight) * span_loss(res.start_logits, res.end_logits, starts, ends, weights)
+                        + cfg.distill_weight * soft)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()

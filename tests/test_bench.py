@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from qa.bench import sample_questions
@@ -73,8 +74,10 @@ def test_bench_cli_prints_table_and_writes_json(tmp_path, tiny_reader):
     assert d["reader_runtime"] == "onnx"
 
 
-def test_bench_runs_the_runtime_asked_for(tmp_path, tiny_reader, monkeypatch):
-    """--runtime reaches the timed questions and the fresh `qa ask` processes."""
+@pytest.mark.parametrize(("option", "value", "key"), [("--runtime", "torch", "reader_runtime"),
+                                                       ("--calibration", "none", "calibration")])
+def test_bench_passes_its_option_on(tmp_path, tiny_reader, monkeypatch, option, value, key):
+    """--runtime and --calibration reach the timed questions, the fresh `qa ask` processes and the report."""
     import qa.bench
 
     squad = tmp_path / "tiny-squad.json"
@@ -83,32 +86,18 @@ def test_bench_runs_the_runtime_asked_for(tmp_path, tiny_reader, monkeypatch):
     real = qa.bench._time_process
     monkeypatch.setattr(qa.bench, "_time_process", lambda argv: launched.append(list(argv)) or real(argv))
     result = CliRunner().invoke(
-        app, ["bench", str(squad), "--reader", str(tiny_reader), "--runtime", "torch", "--questions", "2",
+        app, ["bench", str(squad), "--reader", str(tiny_reader), option, value, "--questions", "2",
               "--cold-runs", "1", "--json"],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["reader_runtime"] == "torch"
+    assert json.loads(result.stdout)[key] == value
     asks = [argv for argv in launched if "ask" in argv]
-    assert asks and all(argv[argv.index("--runtime") + 1] == "torch" for argv in asks)
+    assert asks and all(argv[argv.index(option) + 1] == value for argv in asks)
 
 
-def test_bench_scores_with_the_calibration_asked_for(tmp_path, tiny_reader, monkeypatch):
-    """--calibration reaches the timed questions, the fresh `qa ask` processes and the report."""
-    import qa.bench
-
+def test_bench_names_a_missing_calibration_file(tmp_path, tiny_reader):
     squad = tmp_path / "tiny-squad.json"
     squad.write_text(json.dumps(TINY_SQUAD), encoding="utf-8")
-    launched = []
-    real = qa.bench._time_process
-    monkeypatch.setattr(qa.bench, "_time_process", lambda argv: launched.append(list(argv)) or real(argv))
-    result = CliRunner().invoke(
-        app, ["bench", str(squad), "--reader", str(tiny_reader), "--calibration", "none", "--questions", "2",
-              "--cold-runs", "1", "--json"],
-    )
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["calibration"] == "none"
-    asks = [argv for argv in launched if "ask" in argv]
-    assert asks and all(argv[argv.index("--calibration") + 1] == "none" for argv in asks)
     result = CliRunner().invoke(
         app, ["bench", str(squad), "--reader", str(tiny_reader), "--calibration", str(tmp_path / "missing.json"),
               "--questions", "1", "--skip-cold-start"],
