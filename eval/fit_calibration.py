@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from qa.calibration import CANDIDATES, FEATURES, LABEL, Calibrator, evidence, weights_digest  # noqa: E402
+from qa.calibration import CANDIDATES, FEATURES, LABEL, Calibrator, Logistic, evidence, weights_digest  # noqa: E402
 from qa.config import Settings  # noqa: E402
 from qa.errors import QAError  # noqa: E402
 from qa.metrics import f1_score, max_over_gold  # noqa: E402
@@ -190,28 +190,44 @@ def candidate_rows(record: dict):
     return [(ev.values, is_right(a.text, record["gold"])) for a, ev in zip(res.answers, evs, strict=True)]
 
 
-def fit_calibrator(records: list[dict], *, reader_sha256: str, info: dict, c: float = 1.0) -> Calibrator:
-    """A logistic regression over every candidate of every record (scikit-learn), standardized."""
+def fit_logistic(rows: list[tuple[tuple[float | None, ...], bool]], c: float = 1.0) -> Logistic:
+    """A logistic regression over (features, label) rows (scikit-learn), standardized; a feature not measured
+    (None) counts as its mean."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    xs, ys = [], []
-    for r in records:
-        for values, label in candidate_rows(r):
-            xs.append(values)
-            ys.append(label)
-    x = np.array([[np.nan if v is None else v for v in row] for row in xs], dtype=np.float64)
+    x = np.array([[np.nan if v is None else v for v in values] for values, _ in rows], dtype=np.float64)
+    y = np.array([label for _, label in rows], dtype=int)
+    if len(set(y.tolist())) < 2:
+        raise QAError("the records hold only right or only wrong candidates: nothing to fit")
     mean = np.nanmean(x, axis=0)
+    mean = np.where(np.isnan(mean), 0.0, mean)  # a feature never measured
     x = np.where(np.isnan(x), mean, x)
     scale = x.std(axis=0)
     scale[scale < 1e-9] = 1.0
-    y = np.array(ys, dtype=int)
-    if len(set(ys)) < 2:
-        raise QAError("the records hold only right or only wrong candidates: nothing to fit")
     model = LogisticRegression(C=c, max_iter=2000).fit((x - mean) / scale, y)
-    return Calibrator(tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, model.coef_[0])),
-                      float(model.intercept_[0]), reader_sha256,
-                      {**info, "candidates": len(ys), "right": int(y.sum()), "label": LABEL, "C": c})
+    return Logistic(tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, model.coef_[0])),
+                    float(model.intercept_[0]))
+
+
+def fit_calibrator(records: list[dict], *, reader_sha256: str, info: dict, c: float = 1.0) -> Calibrator:
+    """Two logistic regressions: one over the reader's best candidate of every record (what `qa` answers with or
+    abstains on), one over the other candidates (the alternatives it lists)."""
+    best, others = [], []
+    for r in records:
+        rows = candidate_rows(r)
+        best += rows[:1]
+        others += rows[1:]
+    if not best:
+        raise QAError("the records hold no candidate answers: nothing to fit")
+    right = sum(label for _, label in best)
+    best_model = fit_logistic(best, c)
+    # too few other candidates to tell right from wrong (all right or all wrong): they are scored as best spans
+    others_model = fit_logistic(others, c) if len({label for _, label in others}) == 2 else best_model
+    return Calibrator(best_model, others_model, reader_sha256,
+                      {**info, "candidates": len(best) + len(others), "best_candidates": len(best),
+                       "right": int(right + sum(label for _, label in others)), "best_right": int(right),
+                       "label": LABEL, "C": c})
 
 
 def fit(args) -> int:
@@ -231,9 +247,11 @@ def fit(args) -> int:
     cal = replace(fit_calibrator(records, reader_sha256=digest, info=info, c=args.c), min_score=min_score)
     cal.save(args.out)
     print(f"{args.out}: fitted on {cal.info['candidates']} candidates of {len(records)} questions "
-          f"({cal.info['right']} right); min_score {min_score}")
-    for name, w in sorted(zip(FEATURES, cal.coef, strict=True), key=lambda t: -abs(t[1])):
-        print(f"  {name:20s} {w:+.3f}")
+          f"({cal.info['right']} right; the reader's best: {cal.info['best_right']} of {cal.info['best_candidates']}"
+          f" right); min_score {min_score}")
+    print(f"  {'weights':20s} {'best':>7s} {'others':>7s}")
+    for name, w, o in sorted(zip(FEATURES, cal.best.coef, cal.others.coef, strict=True), key=lambda t: -abs(t[1])):
+        print(f"  {name:20s} {w:+7.3f} {o:+7.3f}")
     return 0
 
 

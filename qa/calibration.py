@@ -8,7 +8,11 @@ cosine, the best cosine of the question to the index, how much of the question's
 sentence, the answer's length, whether its shape fits the question word, and whether the question negates
 what the answer's sentence states. A logistic regression over it (fitted by eval/fit_calibration.py, shipped
 as JSON next to the reader's weights, no pickle) turns that into P(right), where right means F1 >= 0.5
-against the gold answers.
+against the gold answers. Two regressions, in fact: one for the reader's best span of a question (the answer
+`qa` gives or abstains on) and one for its other candidates (the alternatives it lists), which are another
+population: fitted on the best spans alone, the first separates the questions to answer from those to
+abstain on better than one fit over every candidate (measured on the tune articles: README, "What the score
+means").
 
 A calibration is fitted for one reader: it records the digest of the reader's weights and config
 (:func:`qa.onnx_models.weights_digest`, the key of the reader's ONNX exports too), and loading it for
@@ -31,7 +35,9 @@ from qa.schema import Answer, Hit
 
 #: The file name of a reader's calibration, inside the reader's folder.
 CALIBRATION_FILE = "calibration.json"
-FORMAT = "qa-calibration/1"
+FORMAT = "qa-calibration/2"
+#: The earlier format (one regression for every candidate), still read.
+FORMAT_V1 = "qa-calibration/1"
 #: What "right" means for the probability.
 LABEL = "f1>=0.5"
 
@@ -193,21 +199,16 @@ def weights_digest(reader_dir: str | Path) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Calibrator:
-    """A logistic regression over :data:`FEATURES`, standardized: P(right) = sigmoid(coef . (x - mean) / scale + b).
+class Logistic:
+    """A logistic regression over :data:`FEATURES`, standardized: P = sigmoid(coef . (x - mean) / scale + intercept).
 
-    A feature that was not measured (a dense cosine under BM25 retrieval) counts as its mean on the fitting
-    data. ``reader_sha256`` names the reader weights it was fitted for; ``min_score`` is the abstention
-    threshold chosen with it (used where neither the user nor the index sets one; None: the settings').
+    A feature that was not measured (a dense cosine under BM25 retrieval) counts as its mean on the fitting data.
     """
 
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     coef: tuple[float, ...]
     intercept: float
-    reader_sha256: str
-    info: dict[str, Any]
-    min_score: float | None = None
 
     def __post_init__(self) -> None:
         n = len(FEATURES)
@@ -215,15 +216,48 @@ class Calibrator:
             raise CalibrationError(f"a calibration needs {n} values per vector ({', '.join(FEATURES)})")
         if not all(s > 0 for s in self.scale):
             raise CalibrationError("a calibration's scales must be positive")
-        if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
-            raise CalibrationError(f"a calibration's min_score must be in [0, 1], got {self.min_score}")
 
     def probability(self, ev: Evidence) -> float:
-        """P(right) for one candidate."""
+        """P(right) of one candidate's evidence."""
         z = self.intercept
         for x, m, s, c in zip(ev.values, self.mean, self.scale, self.coef, strict=True):
             z += c * (((m if x is None else x) - m) / s)
         return 1.0 / (1.0 + math.exp(-_clip(z, MAX_LOGIT)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {"mean": list(self.mean), "scale": list(self.scale), "coef": list(self.coef),
+                "intercept": self.intercept}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Logistic:
+        """Read :meth:`to_dict`'s form (raises KeyError, TypeError or ValueError when malformed)."""
+        return cls(tuple(map(float, d["mean"])), tuple(map(float, d["scale"])), tuple(map(float, d["coef"])),
+                   float(d["intercept"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Calibrator:
+    """P(right) of a question's candidate answers: ``best`` scores the reader's best span (the answer given, or
+    abstained on), ``others`` the rest of its candidates.
+
+    ``reader_sha256`` names the reader weights it was fitted for; ``min_score`` is the abstention threshold
+    chosen with it (used where neither the user nor the index sets one; None: the settings').
+    """
+
+    best: Logistic
+    others: Logistic
+    reader_sha256: str
+    info: dict[str, Any]
+    min_score: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
+            raise CalibrationError(f"a calibration's min_score must be in [0, 1], got {self.min_score}")
+
+    def probability(self, ev: Evidence, best: bool = True) -> float:
+        """P(right) for one candidate: the reader's best span of its question (``best``) or another one."""
+        return (self.best if best else self.others).probability(ev)
 
     def rescore(self, question: str, answers: Sequence[Answer], hits: Sequence[Hit],
                 rank_penalty: float) -> list[Answer]:
@@ -233,8 +267,9 @@ class Calibrator:
         The probability decides whether to answer and says how sure; which span to give stays the reader's
         choice: on the tune records of readers v5 and v6, giving the most probable candidate instead lost 0.6 to
         1.2 F1 at every abstention level (its label, F1 >= 0.5, does not tell a span from a longer one)."""
-        scored = [replace(a, score=self.probability(ev))
-                  for a, ev in zip(answers, evidence(question, answers, hits, rank_penalty), strict=True)]
+        evs = evidence(question, answers, hits, rank_penalty)
+        scored = [replace(a, score=self.probability(ev, best=i == 0))
+                  for i, (a, ev) in enumerate(zip(answers, evs, strict=True))]
         return scored[:1] + sorted(scored[1:], key=lambda a: -a.score)
 
     def to_dict(self) -> dict[str, Any]:
@@ -243,10 +278,8 @@ class Calibrator:
             "format": FORMAT,
             "label": LABEL,
             "features": list(FEATURES),
-            "mean": list(self.mean),
-            "scale": list(self.scale),
-            "coef": list(self.coef),
-            "intercept": self.intercept,
+            "best": self.best.to_dict(),
+            "others": self.others.to_dict(),
             "reader_sha256": self.reader_sha256,
             "min_score": self.min_score,
             "info": self.info,
@@ -260,6 +293,8 @@ class Calibrator:
     def load(cls, path: str | Path, reader_dir: str | Path | None = None) -> Calibrator:
         """Read a calibration file; when ``reader_dir`` is given, refuse it unless fitted for that reader.
 
+        A file of the first format (one regression for every candidate) scores every candidate with it.
+
         Raises:
             CalibrationError: the file is missing or malformed, or was fitted for other reader weights.
         """
@@ -270,14 +305,17 @@ class Calibrator:
             raise CalibrationError(f"calibration file {path} does not exist") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CalibrationError(f"calibration file {path} cannot be read: {exc}") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
+        if not isinstance(d, dict) or d.get("format") not in (FORMAT, FORMAT_V1):
             raise CalibrationError(f"{path} is not a {FORMAT} file")
         if d.get("features") != list(FEATURES):
             raise CalibrationError(
                 f"{path} was fitted on the features {d.get('features')}, not this version's {list(FEATURES)}: refit it")
         try:
-            cal = cls(tuple(map(float, d["mean"])), tuple(map(float, d["scale"])), tuple(map(float, d["coef"])),
-                      float(d["intercept"]), str(d["reader_sha256"]), dict(d.get("info", {})),
+            if d["format"] == FORMAT_V1:
+                best = others = Logistic.from_dict(d)
+            else:
+                best, others = Logistic.from_dict(d["best"]), Logistic.from_dict(d["others"])
+            cal = cls(best, others, str(d["reader_sha256"]), dict(d.get("info", {})),
                       None if d.get("min_score") is None else float(d["min_score"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise CalibrationError(f"{path} is malformed: {exc!r}") from None

@@ -10,7 +10,16 @@ import pytest
 from conftest import REPO, SEEDS
 from typer.testing import CliRunner
 
-from qa.calibration import CALIBRATION_FILE, FEATURES, Calibrator, Evidence, evidence, find_calibration, weights_digest
+from qa.calibration import (
+    CALIBRATION_FILE,
+    FEATURES,
+    Calibrator,
+    Evidence,
+    Logistic,
+    evidence,
+    find_calibration,
+    weights_digest,
+)
 from qa.cli import app
 from qa.config import SHIPPED_READER_DIR, Settings
 from qa.errors import CalibrationError
@@ -87,10 +96,14 @@ def test_evidence_refuses_an_answer_from_a_passage_not_given():
         evidence("When?", [stray], hits, rank_penalty=0.0)
 
 
-def _calibrator(coef: dict[str, float], sha: str = "0" * 64) -> Calibrator:
+def _logistic(coef: dict[str, float], intercept: float = -1.0) -> Logistic:
     n = len(FEATURES)
-    return Calibrator((0.0,) * n, (1.0,) * n, tuple(coef.get(f, 0.0) for f in FEATURES), -1.0, sha,
-                      {"reader": "test reader"})
+    return Logistic((0.0,) * n, (1.0,) * n, tuple(coef.get(f, 0.0) for f in FEATURES), intercept)
+
+
+def _calibrator(coef: dict[str, float], sha: str = "0" * 64) -> Calibrator:
+    model = _logistic(coef)
+    return Calibrator(model, model, sha, {"reader": "test reader"})
 
 
 def test_probability_is_monotone_in_each_feature_by_the_sign_of_its_weight():
@@ -126,6 +139,30 @@ def test_rescore_keeps_the_readers_best_first_and_orders_the_rest_by_probability
     assert out[1].score > out[0].score and out[1].score > out[2].score
 
 
+def test_the_readers_best_span_and_its_other_candidates_have_their_own_regressions(tmp_path):
+    hits = [_hit(0, P1, 0.8), _hit(1, P2, 0.6)]
+    answers = [_answer(hits[0], "1889", 0.9), _answer(hits[1], "Eiffel", 0.7), _answer(hits[0], "Paris", 0.6)]
+    # the same evidence scores 0.5 as the best span and sigmoid(-2) as another candidate
+    cal = Calibrator(_logistic({}, intercept=0.0), _logistic({}, intercept=-2.0), "0" * 64, {"reader": "test"})
+    out = cal.rescore("When was the Eiffel Tower completed?", answers, hits, rank_penalty=0.0)
+    assert out[0].text == "1889" and out[0].score == pytest.approx(0.5)
+    assert [a.score for a in out[1:]] == pytest.approx([1 / (1 + math.exp(2.0))] * 2)
+    ev = Evidence((0.0,) * len(FEATURES))
+    assert cal.probability(ev) == pytest.approx(0.5) and cal.probability(ev, best=False) < 0.5
+    cal.save(tmp_path / "cal.json")  # both survive the JSON file
+    loaded = Calibrator.load(tmp_path / "cal.json")
+    assert loaded.best == cal.best and loaded.others == cal.others
+
+
+def test_a_first_format_calibration_scores_every_candidate_with_its_one_regression(tmp_path):
+    model = _logistic({"margin": 1.0})
+    v1 = {"format": "qa-calibration/1", "features": list(FEATURES), **model.to_dict(), "reader_sha256": "0" * 64,
+          "min_score": 0.1, "info": {"reader": "old"}}
+    (tmp_path / "v1.json").write_text(json.dumps(v1), encoding="utf-8")
+    cal = Calibrator.load(tmp_path / "v1.json")
+    assert cal.best == cal.others == model and cal.min_score == 0.1
+
+
 def test_the_first_candidate_decides_whether_to_answer():
     hits = [_hit(0, P1, 0.8)]
     # "1889" fits "when", "Paris" does not: the calibrator rates "1889" far above the reader's choice "Paris"
@@ -150,7 +187,7 @@ def test_calibration_loads_only_for_the_reader_it_was_fitted_for(tmp_path):
     path = tmp_path / "cal.json"
     _calibrator({"margin": 1.0}, sha=weights_digest(reader)).save(path)
     loaded = Calibrator.load(path, reader)
-    assert loaded.coef[FEATURES.index("margin")] == 1.0
+    assert loaded.best.coef[FEATURES.index("margin")] == 1.0
     (reader / "model.safetensors").write_bytes(b"other weights")
     with pytest.raises(CalibrationError, match="fitted for test reader.*refit it"):
         Calibrator.load(path, reader)
@@ -187,7 +224,7 @@ def test_find_calibration_auto_none_and_path(tmp_path):
 def test_shipped_calibration_fits_the_shipped_reader_and_rises_with_the_evidence():
     cal = find_calibration("auto", SHIPPED_READER_DIR)  # raises if fitted for other weights
     assert cal is not None and cal.info.get("reader")
-    coef = dict(zip(FEATURES, cal.coef, strict=True))
+    coef = dict(zip(FEATURES, cal.best.coef, strict=True))
     # the more the reader prefers the span over "no answer" and over other answers, the closer its passage is to
     # the question and the more of the question its sentence holds, the likelier it is right
     assert coef["margin"] > 0 and coef["lead"] > 0 and coef["passage_cosine"] > 0 and coef["sentence_overlap"] > 0
@@ -308,7 +345,7 @@ def test_the_calibrations_threshold_applies_unless_the_user_or_the_index_sets_on
     reader = tmp_path / "reader"
     shutil.copytree(tiny_reader, reader)
     cal = _calibrator({"margin": 1.0}, sha=weights_digest(reader))
-    Calibrator(cal.mean, cal.scale, cal.coef, cal.intercept, cal.reader_sha256, cal.info, 0.12).save(
+    Calibrator(cal.best, cal.others, cal.reader_sha256, cal.info, 0.12).save(
         reader / CALIBRATION_FILE)
 
     def opened(index, **settings):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.calibration import FEATURES, Calibrator, weights_digest
+from qa.calibration import FEATURES, Calibrator, Logistic, evidence, weights_digest
 from qa.schema import Answer, Chunk, Hit, QAResult, Span
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,9 +61,42 @@ def test_fit_writes_a_calibration_tied_to_the_reader(records, reader, tmp_path, 
     assert mod.main(["fit", str(records), "--out", str(out), "--reader", str(reader), "--reader-name", "test v1"]) == 0
     cal = Calibrator.load(out, reader)  # loads for the reader it was fitted for
     assert cal.reader_sha256 == weights_digest(reader) and cal.info["reader"] == "test v1"
-    coef = dict(zip(FEATURES, cal.coef, strict=True))
+    coef = dict(zip(FEATURES, cal.best.coef, strict=True))
     assert coef["top_cosine"] > 0  # outside questions (far from the index) are wrong
     assert "fitted on" in capsys.readouterr().out
+
+
+def _candidate(best: dict, text: str) -> dict:
+    """Another candidate of a record's answer list: ``text`` in the best candidate's passage, at half its score."""
+    s = best["context"].index(text)
+    return {**best, "text": text, "score": best["score"] / 2, "start": s, "end": s + len(text)}
+
+
+def test_fit_calibrator_fits_the_readers_best_spans_apart_from_its_other_candidates(tmp_path):
+    mod = _module()
+    rng = random.Random(5)
+    rows = []
+    for i in range(80):
+        r = _record(i, right=i % 3 != 0, condition="inside", rng=rng)
+        best = r["result"]["answers"][0]
+        # a second candidate from the same passage: the other span ("builders" or the year), right a third of the time
+        other = "builders" if best["text"] != "builders" else str(1800 + i)
+        r["result"]["answers"].append(_candidate(best, other))
+        rows.append(r)
+    cal = mod.fit_calibrator(rows, reader_sha256="0" * 64, info={})
+    assert cal.info["best_candidates"] == 80 and cal.info["candidates"] == 160
+    assert cal.info["best_right"] == sum(i % 3 != 0 for i in range(80)) and cal.info["right"] == 80
+    assert cal.best != cal.others  # two regressions
+    # every candidate of a record rescored: the reader's best by one, the other by the other
+    res = QAResult.from_dict(rows[1]["result"])
+    ev = evidence(rows[1]["question"], res.answers, res.hits, 1.5)
+    out = cal.rescore(rows[1]["question"], res.answers, res.hits, 1.5)
+    assert [a.score for a in out] == pytest.approx([cal.best.probability(ev[0]), cal.others.probability(ev[1])])
+    # other candidates all wrong: nothing to fit apart, they are scored as best spans
+    for r in rows:
+        r["result"]["answers"][1] = _candidate(r["result"]["answers"][0], "the city")
+    same = mod.fit_calibrator(rows, reader_sha256="0" * 64, info={})
+    assert same.others == same.best
 
 
 def test_report_prints_abstention_and_calibration_per_condition(records, reader, tmp_path, capsys):
@@ -187,8 +220,8 @@ def test_policy_gives_the_most_probable_only_in_its_own_row(tmp_path, capsys):
     path = tmp_path / "records.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     n = len(FEATURES)
-    cal = Calibrator((0.0,) * n, (1.0,) * n, tuple(3.0 if f == "type_fit" else 0.0 for f in FEATURES), 0.0,
-                     "0" * 64, {"reader": "test"})
+    model = Logistic((0.0,) * n, (1.0,) * n, tuple(3.0 if f == "type_fit" else 0.0 for f in FEATURES), 0.0)
+    cal = Calibrator(model, model, "0" * 64, {"reader": "test"})
     cal.save(tmp_path / "cal.json")
     assert mod.main(["policy", str(path), "--calibration", str(tmp_path / "cal.json")]) == 0
     table = {line.split(" | ")[0]: line.split(" | ")[1] for line in capsys.readouterr().out.splitlines()
