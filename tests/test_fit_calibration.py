@@ -227,3 +227,19 @@ def test_policy_gives_the_most_probable_only_in_its_own_row(tmp_path, capsys):
     table = {line.split(" | ")[0]: line.split(" | ")[1] for line in capsys.readouterr().out.splitlines()
              if line.startswith("| the ")}
     assert table == {"| the reader's best": "0.00", "| the most probable": "100.00"}
+
+
+def test_calibration_loao_scores_each_article_by_a_fit_on_the_others(records, capsys):
+    spec = importlib.util.spec_from_file_location("calibration_loao", ROOT / "eval" / "calibration_loao.py")
+    loao = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loao)
+    assert loao.main([str(records)]) == 0
+    out = capsys.readouterr().out
+    assert "100 records of 5 articles" in out
+    rows = {line.split(" | ")[0]: line.split(" | ")[1:] for line in out.splitlines() if line.startswith("| one")
+            or line.startswith("| two")}
+    assert set(rows) == {"| one", "| two"}
+    for cells in rows.values():
+        # the questions about articles not indexed are far from the index: most are abstained on within 2 F1
+        assert float(cells[1].rstrip(" %")) >= 80.0
+        assert 0.0 <= float(cells[2]) <= 1.0

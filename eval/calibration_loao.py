@@ -1,0 +1,100 @@
+"""Choose how the calibration is fitted on the tune records alone: each article scored by a fit on the others.
+
+    python eval/calibration_loao.py runs/cal/tune20.jsonl runs/cal/tune11.jsonl
+
+For each way of fitting (``one``: one logistic regression over every candidate, the calibration's first format;
+``two``: one over the reader's best span of each question and one over its other candidates, the shipped way)
+every article of the records is scored by a calibration fitted on the other articles' records, and the
+scores of all articles are pooled:
+
+- SQuAD 2.0 unanswerable questions (article indexed) abstained on, at the best threshold that keeps the F1 of
+  the answerable questions (article indexed) within 3 points of never abstaining;
+- questions whose article is not indexed (``outside``) abstained on, within 2 points;
+- expected calibration error (15 bins) of the best spans' probabilities and of the other candidates'.
+
+A feature or a way of fitting is kept when it wins here; the dev and final records are for reporting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fit_calibration import answer_f1, candidate_rows, fit_calibrator, fit_logistic, read_records  # noqa: E402
+
+from qa.calibration import Calibrator, Evidence  # noqa: E402
+from qa.metrics import expected_calibration_error  # noqa: E402
+
+WAYS = ("one", "two")
+
+
+def fit(records: list[dict], way: str) -> Calibrator:
+    if way == "two":
+        return fit_calibrator(records, reader_sha256="-", info={})
+    one = fit_logistic([row for r in records for row in candidate_rows(r)])
+    return Calibrator(one, one, "-", {})
+
+
+def held_out_scores(records: list[dict], way: str):
+    """(record, best span's probability, its F1, right) and (probability, right) of every other candidate,
+    each article scored by a fit on the others."""
+    best, others = [], []
+    for title in sorted({r["article"] for r in records}):
+        cal = fit([r for r in records if r["article"] != title], way)
+        for r in records:
+            if r["article"] != title:
+                continue
+            rows = candidate_rows(r)
+            if not rows:
+                best.append((r, 0.0, 0.0, False))
+                continue
+            p = cal.probability(Evidence(rows[0][0]))
+            best.append((r, p, answer_f1(r, r["result"]["answers"][0]["text"]), rows[0][1]))
+            others += [(cal.probability(Evidence(v), best=False), label) for v, label in rows[1:]]
+    return best, others
+
+
+def abstained_within(best, kind: str, drop: float) -> float:
+    """Share (%) of ``kind`` questions ("unanswerable" or "outside") abstained on at the best threshold that
+    keeps the answerable inside F1 within ``drop`` points of never abstaining."""
+    answerable = [(p, f) for r, p, f, _ in best if r["condition"] == "inside" and r["gold"]]
+    if kind == "unanswerable":
+        away = [p for r, p, _, _ in best if r["condition"] == "inside" and not r["gold"]]
+    else:
+        away = [p for r, p, _, _ in best if r["condition"] == "outside"]
+    if not answerable or not away:
+        return float("nan")
+    never = 100 * sum(f for _, f in answerable) / len(answerable)
+    most = 0.0
+    for t in sorted({p for p, _ in answerable} | set(away)):
+        if never - 100 * sum(f for p, f in answerable if p >= t) / len(answerable) <= drop:
+            most = max(most, 100 * sum(p < t for p in away) / len(away))
+    return most
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("records", nargs="+", type=Path, help="records of `fit_calibration.py collect` (tune articles)")
+    ap.add_argument("--way", action="append", choices=WAYS, help="ways of fitting to compare (default: all)")
+    args = ap.parse_args(argv)
+    records = read_records(args.records)
+    print(f"{len(records)} records of {len({r['article'] for r in records})} articles, each scored by a fit on "
+          "the others\n")
+    print("| fitted | v2.0 unanswerable abstained (answerable F1 within 3) | not indexed abstained (within 2) "
+          "| ECE best spans | ECE other candidates |")
+    print("|---|---|---|---|---|")
+    for way in args.way or WAYS:
+        best, others = held_out_scores(records, way)
+        shown = [(p, right) for _, p, _, right in best]
+        print(f"| {way} | {abstained_within(best, 'unanswerable', 3.0):.1f} % "
+              f"| {abstained_within(best, 'outside', 2.0):.1f} % | {expected_calibration_error(shown, 15):.3f} "
+              f"| {expected_calibration_error(others, 15) if others else float('nan'):.3f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
