@@ -24,7 +24,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fit_calibration import answer_f1, candidate_rows, fit_calibrator, fit_logistic, read_records  # noqa: E402
+from fit_calibration import (  # noqa: E402
+    answer_f1,
+    calibrator_from_rows,
+    candidate_rows,
+    fit_logistic,
+    read_records,
+)
 
 from qa.calibration import Calibrator, Evidence  # noqa: E402
 from qa.metrics import expected_calibration_error  # noqa: E402
@@ -32,23 +38,24 @@ from qa.metrics import expected_calibration_error  # noqa: E402
 WAYS = ("one", "two")
 
 
-def fit(records: list[dict], way: str) -> Calibrator:
+def fit(per_record: list[list], way: str) -> Calibrator:
+    """A calibration over records' :func:`candidate_rows`, fitted ``way``."""
     if way == "two":
-        return fit_calibrator(records, reader_sha256="-", info={})
-    one = fit_logistic([row for r in records for row in candidate_rows(r)])
+        return calibrator_from_rows(per_record, reader_sha256="-", info={})
+    one = fit_logistic([row for rows in per_record for row in rows])
     return Calibrator(one, one, "-", {})
 
 
 def held_out_scores(records: list[dict], way: str):
     """(record, best span's probability, its F1, right) and (probability, right) of every other candidate,
     each article scored by a fit on the others."""
+    rows_of = [candidate_rows(r) for r in records]  # the evidence of each record, computed once
     best, others = [], []
     for title in sorted({r["article"] for r in records}):
-        cal = fit([r for r in records if r["article"] != title], way)
-        for r in records:
+        cal = fit([rows for r, rows in zip(records, rows_of, strict=True) if r["article"] != title], way)
+        for r, rows in zip(records, rows_of, strict=True):
             if r["article"] != title:
                 continue
-            rows = candidate_rows(r)
             if not rows:
                 best.append((r, 0.0, 0.0, False))
                 continue

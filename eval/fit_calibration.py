@@ -213,9 +213,14 @@ def fit_logistic(rows: list[tuple[tuple[float | None, ...], bool]], c: float = 1
 def fit_calibrator(records: list[dict], *, reader_sha256: str, info: dict, c: float = 1.0) -> Calibrator:
     """Two logistic regressions: one over the reader's best candidate of every record (what `qa` answers with or
     abstains on), one over the other candidates (the alternatives it lists)."""
+    return calibrator_from_rows([candidate_rows(r) for r in records], reader_sha256=reader_sha256, info=info, c=c)
+
+
+def calibrator_from_rows(per_record: list[list[tuple[tuple[float | None, ...], bool]]], *, reader_sha256: str,
+                         info: dict, c: float = 1.0) -> Calibrator:
+    """:func:`fit_calibrator` over each record's :func:`candidate_rows`, computed once by the caller."""
     best, others = [], []
-    for r in records:
-        rows = candidate_rows(r)
+    for rows in per_record:
         best += rows[:1]
         others += rows[1:]
     if not best:
