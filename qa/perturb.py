@@ -25,11 +25,18 @@ them exactly as they were):
 - ``negation_local``: ``not`` as ``negation`` puts it, over a paragraph that may hold negations elsewhere but
   none within four words before any form of the negated verb (SQuAD 2.0's writers negated questions over
   such paragraphs most of the time);
-- ``ordinal``: an ordinal of the question that the paragraph states ("20th") becomes one it never states.
+- ``ordinal``: an ordinal of the question that the paragraph states ("20th") becomes one it never states;
+- ``entity_local``: a capitalized name of the question that the paragraph states becomes another name *of the
+  same paragraph* ("How much of Poland's income does Warsaw produce?" -> "... does Srodmiescie produce?"), one
+  that no sentence holding a gold answer names, and whose own sentences share under half of the question's
+  other content words (so that they do not answer the changed question either). ``entity`` brings in a name
+  the paragraph never states, which a reader can learn to spot without reading; SQuAD 2.0's writers mostly
+  swapped in names the paragraph does state.
 """
 
 from __future__ import annotations
 
+import difflib
 import random
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -37,13 +44,14 @@ from dataclasses import dataclass
 
 from qa.metrics import normalize_answer
 
-PERTURBATIONS = ("number", "entity", "antonym", "negation", "month", "opposite", "negation_local", "ordinal")
+PERTURBATIONS = ("number", "entity", "antonym", "negation", "month", "opposite", "negation_local", "ordinal",
+                 "entity_local")
 #: The kinds used unless others are asked for (the rules of reader v5's runs).
 DEFAULT_KINDS = ("number", "entity", "antonym", "negation")
 # How often each rule is tried first (weighted order): entity swaps apply to most questions, so they are tried
 # first less often, to keep the kinds nearer SQuAD 2.0's mix.
 PREFERENCE = {"number": 0.25, "entity": 0.2, "antonym": 0.35, "negation": 0.2, "month": 0.2, "opposite": 0.4,
-              "negation_local": 0.3, "ordinal": 0.2}
+              "negation_local": 0.3, "ordinal": 0.2, "entity_local": 0.3}
 
 _PAIRS = (
     ("first", "last"), ("largest", "smallest"), ("biggest", "smallest"), ("highest", "lowest"),
@@ -288,6 +296,88 @@ def _negated_in(verb: str, context: str) -> bool:
                for i, w in enumerate(words))
 
 
+# Words that start a sentence capitalized without being a name ("The", "In 1920 ..."): left out of a name that
+# a sentence starts with.
+_SENTENCE_OPENERS = frozenset(
+    "the a an in on at after before during although however while when since this that these those his her its "
+    "their it he she they there as for from by with of to but and or if once until despite following between "
+    "according many most some several other each both".split())
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+# Function words left out when the question's other words are compared with a sentence.
+_FUNCTION = _SENTENCE_OPENERS | _AUX | frozenset(
+    "what which who whom whose how why where not no did do does many much be been being".split())
+
+
+def _sentences(context: str) -> list[str]:
+    return [s for s in _SENTENCE_END.split(context) if s.strip()]
+
+
+def _paragraph_names(sentences: Sequence[str]) -> list[str]:
+    """The capitalized names of ``sentences``, each once. A sentence's opening word is capitalized anyway: it is
+    left out of a name unless it stands capitalized within some sentence too ("Like the Speaker" -> "Speaker",
+    but "Warsaw is ..." keeps "Warsaw" when another sentence names Warsaw)."""
+    found: list[tuple[str, bool]] = []  # (name, at a sentence's start)
+    inner: set[str] = set()  # words of names met within sentences
+    for sent in sentences:
+        for m in _NAME.finditer(sent):
+            opening = not sent[: m.start()].strip()
+            found.append((m.group(), opening))
+            words = m.group().split()
+            inner.update(words[1:] if opening else words)
+    seen: dict[str, None] = {}
+    for text, opening in found:
+        words = text.split()
+        if (opening and (words[0] not in inner or words[0].lower() in _SENTENCE_OPENERS)) or words[0] == "The":
+            text = " ".join(words[1:])
+        if text.endswith("'s"):
+            text = text[:-2]
+        if len(text) > 2 and text.lower() not in _NOT_NAMES and normalize_answer(text):
+            seen.setdefault(text, None)
+    return list(seen)
+
+
+def _near(name: str, question_words: set[str], old: str) -> bool:
+    """True when ``name`` may be the question's own name or word in another form: a word of it starts as a
+    word of the question does (five letters: "Canada" and "Canadian"), or it is spelt nearly as ``old``
+    ("Vergil" for "Virgil")."""
+    stems = {w[:5] for w in question_words}
+    return (any(w[:5] in stems for w in _words(name))
+            or difflib.SequenceMatcher(None, name.lower(), old.lower()).ratio() >= 0.75)
+
+
+def _swap_entity_local(question: str, context: str, answers: Sequence[str], rng: random.Random,
+                       ) -> Perturbed | None:
+    """A name of the question that the paragraph states becomes another name of the paragraph: one that no
+    sentence holding a gold answer names, and whose sentences share under half of the question's other
+    content words."""
+    ctx = normalize_answer(context)
+    found = [(a, b) for a, b in _name_spans(question) if _in(question[a:b], ctx)]
+    if not found:
+        return None
+    sentences = _sentences(context)
+    norm_sentences = [normalize_answer(s) for s in sentences]
+    gold = [normalize_answer(a) for a in answers if normalize_answer(a)]
+    answer_sentences = [n for n in norm_sentences if any(f" {g} " in f" {n} " for g in gold)]
+    if not answer_sentences:
+        return None
+    a, b = rng.choice(found)
+    old = question[a:b]
+    others = _words(question[:a] + " " + question[b:]) - _FUNCTION
+    q_words = _words(question)
+    candidates = []
+    for name in _paragraph_names(sentences):
+        if _near(name, q_words, old) or any(_in(name, n) for n in answer_sentences):
+            continue
+        holding = [n for n in norm_sentences if _in(name, n)]
+        if others and all(len(others & set(n.split())) < len(others) / 2 for n in holding):
+            candidates.append(name)
+    if not candidates:
+        return None
+    same_length = [n for n in candidates if len(n.split()) == len(old.split())]
+    new = rng.choice(same_length or candidates)
+    return Perturbed(question[:a] + new + question[b:], "entity_local", old, new)
+
+
 _ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.IGNORECASE)
 
 
@@ -317,8 +407,9 @@ def perturb_question(
     """An unanswerable version of ``question`` over ``context``, or None when no rule applies safely.
 
     The rules are tried in a seeded random order (weighted by :data:`PREFERENCE`) and the first that applies is
-    used. Each rule only brings in words absent from the paragraph (so it cannot answer the changed question),
-    and a change that would bring in one of ``answers`` (the gold answers) is skipped.
+    used. Each rule but ``entity_local`` only brings in words absent from the paragraph (so it cannot answer the
+    changed question; ``entity_local`` brings in a name whose sentences do not answer it), and a change that
+    would bring in one of ``answers`` (the gold answers) is skipped.
 
     Args:
         question: an answerable question.
@@ -347,6 +438,8 @@ def perturb_question(
             p = _negation(question, context, local=True)
         elif kind == "ordinal":
             p = _swap_ordinal(question, ctx, rng)
+        elif kind == "entity_local":
+            p = _swap_entity_local(question, context, answers, rng)
         else:
             p = _antonym(question, ctx_words, rng, OPPOSITES, "opposite", _stated)
         if p is not None and not any(

@@ -57,7 +57,7 @@ def test_no_rule_applies_when_nothing_of_the_question_is_in_the_paragraph():
     assert each_kind("Why is the sky blue?") == {}
     assert each_kind("Why is the sky blue?", kinds=PERTURBATIONS) == {}
     assert set(PERTURBATIONS) == {"number", "entity", "antonym", "negation", "month", "opposite", "negation_local",
-                                  "ordinal"}
+                                  "ordinal", "entity_local"}
 
 
 MONTH_CONTEXT = ("In March 1974 the council supported the treaty, and its husband-and-wife founders opened the "
@@ -103,6 +103,37 @@ def test_an_ordinal_becomes_a_near_one_the_paragraph_never_states():
         new = p.question.removeprefix("What happened in the ").removesuffix(" century?")
         assert p.kind == "ordinal" and new in ("17th", "18th", "19th", "21st", "23rd")
     assert each_kind("What happened in the 19th century?", context, kinds=("ordinal",)) == {}  # not stated
+
+
+LOCAL_CONTEXT = ("Warsaw produces 12% of Poland's national income. Its central district, Srodmiescie, holds "
+                 "most offices. The Vistula river flows through the city. Krakow produces 8% of Poland's national "
+                 "income. Like Warszawa, Gdansk is old.")
+
+
+def local_swaps(question: str, context: str = LOCAL_CONTEXT, answers=("12%",)) -> set[tuple[str, str]]:
+    """Every (old name, new name) that ``entity_local`` makes of ``question`` over many seeds."""
+    out = set()
+    for seed in range(100):
+        p = perturb_question(question, context, list(answers), NAMES, random.Random(seed), ("entity_local",))
+        if p is not None:
+            assert p.kind == "entity_local" and p.question == question.replace(p.old, p.new, 1)
+            out.add((p.old, p.new))
+    return out
+
+
+def test_a_local_entity_swap_brings_in_a_name_of_the_paragraph_whose_sentences_do_not_answer():
+    made = local_swaps("How much of Poland's national income does Warsaw produce?")
+    olds, news = {o for o, _ in made}, {n for _, n in made}
+    assert olds == {"Warsaw"}  # "Poland's" is not "Poland" as the paragraph's words go
+    # Srodmiescie and Vistula: named in sentences that share little with the question. Not Krakow (its sentence
+    # answers the changed question), not Warszawa (Warsaw spelt otherwise), not "Like" (a sentence's opening
+    # word), not a name of the answer's sentence.
+    assert news == {"Srodmiescie", "Vistula", "Gdansk"}
+    # no sentence holds a gold answer: the rule cannot tell which sentences answer, and makes nothing
+    assert local_swaps("How much of Poland's national income does Warsaw produce?", answers=("9%",)) == set()
+    # the default kinds never make it
+    assert "entity_local" not in each_kind("How much of Poland's national income does Warsaw produce?",
+                                           LOCAL_CONTEXT, answers=("12%",))
 
 
 def test_unknown_perturbation_kinds_are_named():
