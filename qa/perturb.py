@@ -31,7 +31,9 @@ them exactly as they were):
   that no sentence holding a gold answer names, and whose own sentences share under half of the question's
   other content words (so that they do not answer the changed question either). ``entity`` brings in a name
   the paragraph never states, which a reader can learn to spot without reading; SQuAD 2.0's writers mostly
-  swapped in names the paragraph does state.
+  swapped in names the paragraph does state;
+- ``ordinal_word``: an ordinal word of the question that the paragraph states ("second") becomes a near one it
+  never states ("third").
 """
 
 from __future__ import annotations
@@ -45,13 +47,14 @@ from dataclasses import dataclass
 from qa.metrics import normalize_answer
 
 PERTURBATIONS = ("number", "entity", "antonym", "negation", "month", "opposite", "negation_local", "ordinal",
-                 "entity_local")
+                 "entity_local", "ordinal_word")
 #: The kinds used unless others are asked for (the rules of reader v5's runs).
 DEFAULT_KINDS = ("number", "entity", "antonym", "negation")
 # How often each rule is tried first (weighted order): entity swaps apply to most questions, so they are tried
 # first less often, to keep the kinds nearer SQuAD 2.0's mix.
 PREFERENCE = {"number": 0.25, "entity": 0.2, "antonym": 0.35, "negation": 0.2, "month": 0.2, "opposite": 0.4,
-              "negation_local": 0.3, "ordinal": 0.2, "entity_local": 0.3}
+              "negation_local": 0.3, "ordinal": 0.2, "entity_local": 0.3,
+              "ordinal_word": 0.3}
 
 _PAIRS = (
     ("first", "last"), ("largest", "smallest"), ("biggest", "smallest"), ("highest", "lowest"),
@@ -400,6 +403,28 @@ def _swap_ordinal(question: str, ctx: str, rng: random.Random) -> Perturbed | No
     return None
 
 
+ORDINAL_WORDS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+                 "eleventh", "twelfth")
+
+
+def _swap_ordinal_word(question: str, ctx_words: set[str], rng: random.Random) -> Perturbed | None:
+    """An ordinal word of the question that the paragraph states ("second") becomes one of the two either side
+    of it that the paragraph never states ("third")."""
+    found = [m for m in _WORD.finditer(question)
+             if m.group().lower() in ORDINAL_WORDS and m.group().lower() in ctx_words]
+    if not found:
+        return None
+    m = rng.choice(found)
+    i = ORDINAL_WORDS.index(m.group().lower())
+    near = [w for w in ORDINAL_WORDS[max(0, i - 2): i + 3] if w != m.group().lower() and w not in ctx_words]
+    if not near:
+        return None
+    new = rng.choice(near)
+    if m.group()[0].isupper():
+        new = new.capitalize()
+    return Perturbed(question[: m.start()] + new + question[m.end():], "ordinal_word", m.group(), new)
+
+
 def perturb_question(
     question: str, context: str, answers: Sequence[str], names: NamePool, rng: random.Random,
     kinds: Sequence[str] = DEFAULT_KINDS,
@@ -440,6 +465,8 @@ def perturb_question(
             p = _swap_ordinal(question, ctx, rng)
         elif kind == "entity_local":
             p = _swap_entity_local(question, context, answers, rng)
+        elif kind == "ordinal_word":
+            p = _swap_ordinal_word(question, ctx_words, rng)
         else:
             p = _antonym(question, ctx_words, rng, OPPOSITES, "opposite", _stated)
         if p is not None and not any(

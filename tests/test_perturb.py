@@ -57,7 +57,7 @@ def test_no_rule_applies_when_nothing_of_the_question_is_in_the_paragraph():
     assert each_kind("Why is the sky blue?") == {}
     assert each_kind("Why is the sky blue?", kinds=PERTURBATIONS) == {}
     assert set(PERTURBATIONS) == {"number", "entity", "antonym", "negation", "month", "opposite", "negation_local",
-                                  "ordinal", "entity_local"}
+                                  "ordinal", "entity_local", "ordinal_word"}
 
 
 MONTH_CONTEXT = ("In March 1974 the council supported the treaty, and its husband-and-wife founders opened the "
@@ -134,6 +134,17 @@ def test_a_local_entity_swap_brings_in_a_name_of_the_paragraph_whose_sentences_d
     # the default kinds never make it
     assert "entity_local" not in each_kind("How much of Poland's national income does Warsaw produce?",
                                            LOCAL_CONTEXT, answers=("12%",))
+
+
+def test_an_ordinal_word_becomes_a_near_one_the_paragraph_never_states():
+    context = "Kublai's second invasion of Japan in 1281 failed, as the first had, because of a typhoon."
+    made = set()
+    for seed in range(60):
+        p = perturb_question("What interfered with Kublai's second invasion of Japan?", context, ["a typhoon"],
+                             NAMES, random.Random(seed), ("ordinal_word",))
+        made.add(p.question.split()[4])
+    assert made == {"third", "fourth"}  # "first" is stated: never swapped in
+    assert each_kind("Why did the fifth invasion fail?", context, kinds=("ordinal_word",)) == {}  # not stated
 
 
 def test_unknown_perturbation_kinds_are_named():

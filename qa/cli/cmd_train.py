@@ -59,8 +59,9 @@ def train_reader(
         help="Comma-separated rules that make the --perturbed-negatives: number, entity, antonym, negation (the "
         "default, reader v5's), month (a month swapped), opposite (a wider lexicon of opposites: "
         "supported/opposed, husband/wife, public/private), negation_local (a negation over paragraphs that negate "
-        "only other verbs), ordinal (20th -> 21st) and entity_local (a name swapped for another name of the same "
-        "paragraph, whose sentences do not answer the question).")] = "number,entity,antonym,negation",
+        "only other verbs), ordinal (20th -> 21st), entity_local (a name swapped for another name of the same "
+        "paragraph, whose sentences do not answer the question) and ordinal_word (second -> "
+        "third).")] = "number,entity,antonym,negation",
     negative_weight: Annotated[float, typer.Option(
         min=0.01, help="Loss weight of unanswerable windows (mined or real) against answerable "
         "ones.")] = 1.0,
