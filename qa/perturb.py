@@ -39,11 +39,14 @@ them exactly as they were):
 from __future__ import annotations
 
 import difflib
+import functools
 import random
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from qa.chunking import sentence_spans
 from qa.metrics import normalize_answer
 
 PERTURBATIONS = ("number", "entity", "antonym", "negation", "month", "opposite", "negation_local", "ordinal",
@@ -221,8 +224,13 @@ def _swap_number(question: str, ctx: str, rng: random.Random) -> Perturbed | Non
     return None
 
 
+def _stated_names(question: str, ctx: str) -> list[tuple[int, int]]:
+    """Where the question's capitalized names are that the paragraph (normalized: ``ctx``) states too."""
+    return [(a, b) for a, b in _name_spans(question) if _in(question[a:b], ctx)]
+
+
 def _swap_entity(question: str, ctx: str, names: NamePool, rng: random.Random) -> Perturbed | None:
-    found = [(a, b) for a, b in _name_spans(question) if _in(question[a:b], ctx)]
+    found = _stated_names(question, ctx)
     if not found:
         return None
     a, b = rng.choice(found)
@@ -305,14 +313,15 @@ _SENTENCE_OPENERS = frozenset(
     "the a an in on at after before during although however while when since this that these those his her its "
     "their it he she they there as for from by with of to but and or if once until despite following between "
     "according many most some several other each both".split())
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 # Function words left out when the question's other words are compared with a sentence.
 _FUNCTION = _SENTENCE_OPENERS | _AUX | frozenset(
     "what which who whom whose how why where not no did do does many much be been being".split())
 
 
-def _sentences(context: str) -> list[str]:
-    return [s for s in _SENTENCE_END.split(context) if s.strip()]
+@functools.lru_cache(maxsize=256)
+def _sentences(context: str) -> tuple[str, ...]:
+    """The paragraph's sentences (:func:`qa.chunking.sentence_spans`), kept for the paragraph's next questions."""
+    return tuple(context[sp.start:sp.end] for sp in sentence_spans(context))
 
 
 def _paragraph_names(sentences: Sequence[str]) -> list[str]:
@@ -339,39 +348,43 @@ def _paragraph_names(sentences: Sequence[str]) -> list[str]:
     return list(seen)
 
 
-def _near(name: str, question_words: set[str], old: str) -> bool:
-    """True when ``name`` may be the question's own name or word in another form: a word of it starts as a
-    word of the question does (five letters: "Canada" and "Canadian"), or it is spelt nearly as ``old``
-    ("Vergil" for "Virgil")."""
-    stems = {w[:5] for w in question_words}
-    return (any(w[:5] in stems for w in _words(name))
-            or difflib.SequenceMatcher(None, name.lower(), old.lower()).ratio() >= 0.75)
+def _fold(text: str) -> str:
+    """``text`` lower-cased with its accents dropped ("Thüringen" -> "thuringen")."""
+    return unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode()
 
 
-def _swap_entity_local(question: str, context: str, answers: Sequence[str], rng: random.Random,
+def _near(name: str, question_stems: set[str], old: str) -> bool:
+    """True when ``name`` may be the question's own name or word in another form, accents aside: a word of it
+    starts as a word of the question does (``question_stems``: their first five letters, folded; "Canada" and
+    "Canadian", "Thüringen" and "Thuringians"), or it is spelt nearly as ``old`` ("Vergil" for "Virgil")."""
+    return (any(w[:5] in question_stems for w in _words(_fold(name)))
+            or difflib.SequenceMatcher(None, _fold(name), _fold(old)).ratio() >= 0.75)
+
+
+def _swap_entity_local(question: str, context: str, ctx: str, answers: Sequence[str], rng: random.Random,
                        ) -> Perturbed | None:
     """A name of the question that the paragraph states becomes another name of the paragraph: one that no
     sentence holding a gold answer names, and whose sentences share under half of the question's other
     content words."""
-    ctx = normalize_answer(context)
-    found = [(a, b) for a, b in _name_spans(question) if _in(question[a:b], ctx)]
+    found = _stated_names(question, ctx)
     if not found:
         return None
     sentences = _sentences(context)
-    norm_sentences = [normalize_answer(s) for s in sentences]
-    gold = [normalize_answer(a) for a in answers if normalize_answer(a)]
-    answer_sentences = [n for n in norm_sentences if any(f" {g} " in f" {n} " for g in gold)]
+    norm_sentences = [f" {normalize_answer(s)} " for s in sentences]
+    gold = [g for g in map(normalize_answer, answers) if g]
+    answer_sentences = [n for n in norm_sentences if any(f" {g} " in n for g in gold)]
     if not answer_sentences:
         return None
     a, b = rng.choice(found)
     old = question[a:b]
     others = _words(question[:a] + " " + question[b:]) - _FUNCTION
-    q_words = _words(question)
+    stems = {w[:5] for w in _words(_fold(question))}
     candidates = []
     for name in _paragraph_names(sentences):
-        if _near(name, q_words, old) or any(_in(name, n) for n in answer_sentences):
+        norm = f" {normalize_answer(name)} "
+        if _near(name, stems, old) or any(norm in n for n in answer_sentences):
             continue
-        holding = [n for n in norm_sentences if _in(name, n)]
+        holding = [n for n in norm_sentences if norm in n]
         if others and all(len(others & set(n.split())) < len(others) / 2 for n in holding):
             candidates.append(name)
     if not candidates:
@@ -464,7 +477,7 @@ def perturb_question(
         elif kind == "ordinal":
             p = _swap_ordinal(question, ctx, rng)
         elif kind == "entity_local":
-            p = _swap_entity_local(question, context, answers, rng)
+            p = _swap_entity_local(question, context, ctx, answers, rng)
         elif kind == "ordinal_word":
             p = _swap_ordinal_word(question, ctx_words, rng)
         else:

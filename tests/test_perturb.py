@@ -129,6 +129,10 @@ def test_a_local_entity_swap_brings_in_a_name_of_the_paragraph_whose_sentences_d
     # answers the changed question), not Warszawa (Warsaw spelt otherwise), not "Like" (a sentence's opening
     # word), not a name of the answer's sentence.
     assert news == {"Srodmiescie", "Vistula", "Gdansk"}
+    # nor another spelling of a question's name, accents aside
+    accented = LOCAL_CONTEXT.replace("Srodmiescie", "Thüringen")
+    swapped_in = {n for _, n in local_swaps("Why do Thuringians say Warsaw makes 12%?", accented)}
+    assert {"Vistula", "Gdansk"} <= swapped_in and "Thüringen" not in swapped_in
     # no sentence holds a gold answer: the rule cannot tell which sentences answer, and makes nothing
     assert local_swaps("How much of Poland's national income does Warsaw produce?", answers=("9%",)) == set()
     # the default kinds never make it
