@@ -386,17 +386,28 @@ def penalty(args) -> int:
     records = [r for r in read_records(args.records) if r["gold"] and r["condition"] == "inside"]
     if not records:
         raise QAError("no answerable records of the inside condition")
-    print(f"{len(records)} answerable questions, inside; F1 of the best candidate, never abstaining\n")
-    print("| rank_penalty | F1 |\n|---|---|")
-    for pen in PENALTIES:
-        total = 0.0
+    from qa.metrics import paired_bootstrap
+
+    used = {r["rank_penalty"] for r in records}
+    if len(used) != 1:
+        raise QAError(f"records collected with several rank_penalty values ({sorted(used)}): collect them again")
+    collected = used.pop()
+    print(f"{len(records)} answerable questions, inside; F1 of the best candidate, never abstaining; the difference "
+          f"with the penalty they were collected with ({collected}) and its 95 % paired bootstrap interval\n")
+    print(f"| rank_penalty | F1 | difference with {collected} | interval |\n|---|---|---|---|")
+    by_penalty = {}
+    for pen in (*PENALTIES, collected):
+        f1s = []
         for r in records:
             res = QAResult.from_dict(r["result"])
             ranks = {h.chunk.chunk_id: h.rank for h in res.hits}
             best = max(res.answers, default=None, key=lambda a: margin(
-                a, ranks[a.chunk_id], r["rank_penalty"]) - pen * math.log1p(ranks[a.chunk_id]))
-            total += answer_f1(r, best.text if best else None)
-        print(f"| {pen} | {100 * total / len(records):.2f} |")
+                a, ranks[a.chunk_id], collected) - pen * math.log1p(ranks[a.chunk_id]))
+            f1s.append(100 * answer_f1(r, best.text if best else None))
+        by_penalty[pen] = f1s
+    for pen in PENALTIES:
+        diff, lo, hi = paired_bootstrap(by_penalty[collected], by_penalty[pen])
+        print(f"| {pen} | {sum(by_penalty[pen]) / len(records):.2f} | {diff:+.2f} | {lo:+.2f}..{hi:+.2f} |")
     return 0
 
 

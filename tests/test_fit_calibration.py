@@ -118,7 +118,9 @@ def test_report_prints_abstention_and_calibration_per_condition(records, reader,
     # the reader answers every outside question (scores 0.3-0.9); the calibration abstains on most of them
     assert abstained(calibrated, "outside (unanswerable)") > abstained(raw, "outside (unanswerable)")
     assert mod.main(["penalty", str(records)]) == 0
-    assert "| 1.5 |" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    # the collected penalty compared with itself: no difference, a zero-width interval
+    assert "| 1.5 |" in table and "| +0.00 | +0.00..+0.00 |" in table
     # the same reader with and without its calibration, paired: the answers it gives change, the questions do not
     assert mod.main(["compare", str(records), str(records), "--calibration-b", str(out)]) == 0
     table = capsys.readouterr().out
