@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fit_calibration import (  # noqa: E402
+    abstained_within,
     answer_f1,
     calibrator_from_rows,
     candidate_rows,
@@ -63,24 +64,6 @@ def held_out_scores(records: list[dict], way: str):
             best.append((r, p, answer_f1(r, r["result"]["answers"][0]["text"]), rows[0][1]))
             others += [(cal.probability(Evidence(v), best=False), label) for v, label in rows[1:]]
     return best, others
-
-
-def abstained_within(best, kind: str, drop: float) -> float:
-    """Share (%) of ``kind`` questions ("unanswerable" or "outside") abstained on at the best threshold that
-    keeps the answerable inside F1 within ``drop`` points of never abstaining."""
-    answerable = [(p, f) for r, p, f, _ in best if r["condition"] == "inside" and r["gold"]]
-    if kind == "unanswerable":
-        away = [p for r, p, _, _ in best if r["condition"] == "inside" and not r["gold"]]
-    else:
-        away = [p for r, p, _, _ in best if r["condition"] == "outside"]
-    if not answerable or not away:
-        return float("nan")
-    never = 100 * sum(f for _, f in answerable) / len(answerable)
-    most = 0.0
-    for t in sorted({p for p, _ in answerable} | set(away)):
-        if never - 100 * sum(f for p, f in answerable if p >= t) / len(answerable) <= drop:
-            most = max(most, 100 * sum(p < t for p in away) / len(away))
-    return most
 
 
 def main(argv: list[str] | None = None) -> int:

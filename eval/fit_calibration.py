@@ -310,6 +310,24 @@ def shown(record: dict, cal: Calibrator | None, most_probable: bool = False):
     return (answers[0].text, answers[0].score) if answers else (None, 0.0)
 
 
+def abstained_within(best, kind: str, drop: float) -> float:
+    """Share (%) of ``kind`` questions ("unanswerable" or "outside") abstained on at the best threshold that
+    keeps the answerable inside F1 within ``drop`` points of never abstaining."""
+    answerable = [(p, f) for r, p, f, _ in best if r["condition"] == "inside" and r["gold"]]
+    if kind == "unanswerable":
+        away = [p for r, p, _, _ in best if r["condition"] == "inside" and not r["gold"]]
+    else:
+        away = [p for r, p, _, _ in best if r["condition"] == "outside"]
+    if not answerable or not away:
+        return float("nan")
+    never = 100 * sum(f for _, f in answerable) / len(answerable)
+    most = 0.0
+    for t in sorted({p for p, _ in answerable} | set(away)):
+        if never - 100 * sum(f for p, f in answerable if p >= t) / len(answerable) <= drop:
+            most = max(most, 100 * sum(p < t for p in away) / len(away))
+    return most
+
+
 def report(args) -> int:
     from qa.metrics import expected_calibration_error
 
@@ -341,6 +359,12 @@ def report(args) -> int:
         print(f"| {cond} | {n} | {100 * f1_all / n:.1f} | {100 * f1_kept / n:.1f} | {100 * abst / n:.1f} % "
               f"| {expected_calibration_error(pairs, 15):.3f} |")
     print(f"\nall records: ECE {expected_calibration_error(pairs_all, 15):.3f} at threshold {args.threshold}")
+    best = [(r, score, answer_f1(r, text), None) for rows in by_cond.values() for r, text, score in rows]
+    for kind, drop in (("unanswerable", 3.0), ("outside", 2.0)):
+        share = abstained_within(best, kind, drop)
+        if share == share:  # not NaN: the records hold that kind and answerable inside questions
+            print(f"{kind} questions abstained on at the best threshold keeping the answerable inside F1 within "
+                  f"{drop:g} points of never abstaining (an upper bound): {share:.1f} %")
     return 0
 
 

@@ -110,6 +110,8 @@ def test_report_prints_abstention_and_calibration_per_condition(records, reader,
     calibrated = capsys.readouterr().out
     for text in (raw, calibrated):
         assert "| inside | 60 |" in text and "| outside (unanswerable) | 40 |" in text and "ECE" in text
+        assert "outside questions abstained on at the best threshold" in text  # no v2.0 unanswerable: one line
+        assert "unanswerable questions abstained on at the best" not in text
 
     def abstained(text: str, cond: str) -> float:
         line = next(x for x in text.splitlines() if x.startswith(f"| {cond} |"))
@@ -127,6 +129,22 @@ def test_report_prints_abstention_and_calibration_per_condition(records, reader,
     assert "100 questions in both" in table
     never = next(x for x in table.splitlines() if x.startswith("| never abstaining"))
     assert never.split("|")[2].strip() == never.split("|")[3].strip()  # one candidate each: same best answer
+
+
+def test_abstained_within_finds_the_best_threshold_inside_the_f1_drop():
+    mod = _module()
+    inside = {"condition": "inside", "gold": ["x"]}
+    unanswerable = {"condition": "inside", "gold": []}
+    outside = {"condition": "outside", "gold": ["x"]}
+    # four answerable questions (F1 1, 1, 1, 0 at scores .9 .8 .7 .1): never abstaining F1 75; abstaining below
+    # .7 loses nothing, below .8 loses 25 points
+    best = [(inside, p, f, None) for p, f in ((0.9, 1.0), (0.8, 1.0), (0.7, 1.0), (0.1, 0.0))]
+    best += [(unanswerable, p, 0.0, None) for p in (0.05, 0.2, 0.6, 0.75)]
+    assert mod.abstained_within(best, "unanswerable", 3.0) == 75.0  # threshold .7: .05, .2 and .6 below it
+    assert mod.abstained_within(best, "unanswerable", 30.0) == 100.0  # threshold .8 is allowed: all four
+    assert mod.abstained_within(best, "outside", 2.0) != mod.abstained_within(best, "outside", 2.0)  # none: NaN
+    best += [(outside, 0.3, 0.0, None)]
+    assert mod.abstained_within(best, "outside", 2.0) == 100.0
 
 
 def test_fit_chooses_the_threshold_on_held_out_articles(records, reader, tmp_path, capsys):
