@@ -266,7 +266,7 @@ def test_train_reader_help_documents_the_recipe():
     assert result.exit_code == 0
     for word in ("--dev-article", "--max-length", "--doc-stride", "--learning-rate", "--device", "--resume",
                  "--teacher", "--distill-weight", "FILE[:WEIGHT]", "--paragraph-negatives", "--retrieved-negatives",
-                 "--synthetic-negatives", "--negative-weight", "--threads", "--log"):
+                 "--synthetic-negatives", "--negative-weight", "--threads", "--log", "--precision"):
         assert word in result.output
 
 
@@ -303,3 +303,27 @@ def test_cli_mixes_files_with_weights(tmp_path, tiny_reader):
     assert saved["result"]["example_counts"]["answer"] + saved["result"]["example_counts"]["unanswerable"] == 9
     bad = CliRunner().invoke(app, ["train-reader", f"{a}:many", "--output", str(out)])
     assert bad.exit_code == 1 and "must be a weight" in bad.output and "Traceback" not in bad.output
+
+
+def test_bf16_trains_other_weights_repeatably_and_resumes_exactly(tmp_path, tiny_reader, monkeypatch):
+    """bfloat16 autocast changes the arithmetic (other weights than float32), not the determinism: the same
+    seed gives the same weights, a resumed run the uninterrupted one's; a bf16 checkpoint is not resumed as
+    fp32."""
+    from safetensors.numpy import load_file
+
+    from qa.errors import TrainingDataError
+
+    run = dict(max_steps=4, save_every=2, dev_articles=(), precision="bf16")
+    assert interrupted_after_first_checkpoint(monkeypatch, config(tmp_path, tiny_reader, **run)) == [2]
+    with pytest.raises(TrainingDataError, match="precision"):
+        train_reader(config(tmp_path, tiny_reader, **{**run, "precision": "fp32"}, resume=True))
+    resumed = train_reader(config(tmp_path, tiny_reader, **run, resume=True))
+    straight = train_reader(config(tmp_path, tiny_reader, **run, output_dir=str(tmp_path / "straight")))
+    fp32 = train_reader(config(tmp_path, tiny_reader, **{**run, "precision": "fp32"},
+                               output_dir=str(tmp_path / "fp32")))
+    a, b, c = (load_file(f"{r.output_dir}/model.safetensors") for r in (resumed, straight, fp32))
+    assert all((a[k] == b[k]).all() for k in b)
+    assert any((b[k] != c[k]).any() for k in c)
+    assert json.loads((tmp_path / "out" / "training.json").read_text())["config"]["precision"] == "bf16"
+    with pytest.raises(ValueError, match="precision"):
+        config(tmp_path, tiny_reader, precision="fp16")

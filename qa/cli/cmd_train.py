@@ -33,6 +33,10 @@ def train_reader(
     = 1e-4,
     seed: Annotated[int, typer.Option()] = 13,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    precision: Annotated[str, typer.Option(
+        help="fp32, or bf16: bfloat16 autocast over float32 weights, about 1.6x faster a step on CPUs with AMX or "
+        "AVX-512 BF16 (Intel Sapphire Rapids, AMD Zen 4) and on GPUs; part of a run's identity (--resume "
+        "keeps it).")] = "fp32",
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
     save_every: Annotated[int, typer.Option(help="Steps between resumable checkpoints (0: none).")] = 100,
     resume: Annotated[bool, typer.Option(
@@ -120,7 +124,8 @@ def train_reader(
         threads=threads, paragraph_negatives=paragraph_negatives, retrieved_negatives=retrieved_negatives,
         negative_weight=negative_weight, attention_dropout=attention_dropout,
         dev_articles=tuple(dev_article or ()), max_length=max_length, doc_stride=doc_stride, epochs=epochs,
-        batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device, max_steps=max_steps,
+        batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device, precision=precision,
+        max_steps=max_steps,
         save_every=save_every, resume=resume, synthetic_negatives=synthetic_negatives,
         perturbed_negatives=perturbed_negatives, perturbed_kinds=_kinds(perturbed_kinds),
         teachers=tuple(teacher or ()), distill_weight=distill_weight, distill_temperature=distill_temperature,
