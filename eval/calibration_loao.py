@@ -24,14 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fit_calibration import (  # noqa: E402
-    abstained_within,
-    answer_f1,
-    calibrator_from_rows,
-    candidate_rows,
-    fit_logistic,
-    read_records,
-)
+from calibration_records import abstained_within, answer_f1, candidate_rows, read_records  # noqa: E402
+from fit_calibration import calibrator_from_rows, fit_logistic  # noqa: E402
 
 from qa.calibration import Calibrator, Evidence  # noqa: E402
 from qa.metrics import expected_calibration_error  # noqa: E402
