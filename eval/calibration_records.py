@@ -119,7 +119,7 @@ def report(args) -> int:
     best = [(r, score, answer_f1(r, text), None) for rows in by_cond.values() for r, text, score in rows]
     for kind, drop in (("unanswerable", 3.0), ("outside", 2.0)):
         share = abstained_within(best, kind, drop)
-        if share == share:  # not NaN: the records hold that kind and answerable inside questions
+        if not math.isnan(share):  # the records hold that kind and answerable inside questions
             print(f"{kind} questions abstained on at the best threshold keeping the answerable inside F1 within "
                   f"{drop:g} points of never abstaining (an upper bound): {share:.1f} %")
     return 0
@@ -160,35 +160,39 @@ def penalty(args) -> int:
     """F1 of the reader's best candidate, never abstaining, when its raw margins are re-ranked with each
     rank_penalty (records of answerable questions asked where their article is indexed). The candidates are
     the collect run's five best under its own penalty, so a far-off penalty is approximate."""
-    def margin(a, rank: int, used: float) -> float:  # unclipped, unlike the calibration's feature
-        q = min(max(a.score, 1e-12), 1 - 1e-12)
-        return math.log(q / (1 - q)) + used * math.log1p(rank)
+    from qa.metrics import paired_bootstrap
 
     records = [r for r in read_records(args.records) if r["gold"] and r["condition"] == "inside"]
     if not records:
         raise QAError("no answerable records of the inside condition")
-    from qa.metrics import paired_bootstrap
-
     used = {r["rank_penalty"] for r in records}
     if len(used) != 1:
         raise QAError(f"records collected with several rank_penalty values ({sorted(used)}): collect them again")
     collected = used.pop()
+    # each candidate's text, raw margin (unclipped, unlike the calibration's feature) and ln(1 + passage rank)
+    candidates = []
+    for r in records:
+        res = QAResult.from_dict(r["result"])
+        ranks = {h.chunk.chunk_id: h.rank for h in res.hits}
+        cands = []
+        for a in res.answers:
+            q = min(max(a.score, 1e-12), 1 - 1e-12)
+            log_rank = math.log1p(ranks[a.chunk_id])
+            cands.append((a.text, math.log(q / (1 - q)) + collected * log_rank, log_rank))
+        candidates.append(cands)
+
+    def f1s(pen: float) -> list[float]:
+        best = [max(cands, default=None, key=lambda c: c[1] - pen * c[2]) for cands in candidates]
+        return [100 * answer_f1(r, b[0] if b else None) for r, b in zip(records, best, strict=True)]
+
     print(f"{len(records)} answerable questions, inside; F1 of the best candidate, never abstaining; the difference "
           f"with the penalty they were collected with ({collected}) and its 95 % paired bootstrap interval\n")
     print(f"| rank_penalty | F1 | difference with {collected} | interval |\n|---|---|---|---|")
-    by_penalty = {}
-    for pen in (*PENALTIES, collected):
-        f1s = []
-        for r in records:
-            res = QAResult.from_dict(r["result"])
-            ranks = {h.chunk.chunk_id: h.rank for h in res.hits}
-            best = max(res.answers, default=None, key=lambda a: margin(
-                a, ranks[a.chunk_id], collected) - pen * math.log1p(ranks[a.chunk_id]))
-            f1s.append(100 * answer_f1(r, best.text if best else None))
-        by_penalty[pen] = f1s
+    base = f1s(collected)
     for pen in PENALTIES:
-        diff, lo, hi = paired_bootstrap(by_penalty[collected], by_penalty[pen])
-        print(f"| {pen} | {sum(by_penalty[pen]) / len(records):.2f} | {diff:+.2f} | {lo:+.2f}..{hi:+.2f} |")
+        ours = f1s(pen)
+        diff, lo, hi = paired_bootstrap(base, ours)
+        print(f"| {pen} | {sum(ours) / len(records):.2f} | {diff:+.2f} | {lo:+.2f}..{hi:+.2f} |")
     return 0
 
 

@@ -46,19 +46,15 @@ from qa.schema import Document  # noqa: E402
 from qa.squad import load_squad  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from calibration_records import (  # noqa: E402, F401  (the steps' implementations; re-exported for callers)
-    PENALTIES,
-    abstained_within,
+from calibration_records import (  # noqa: E402
     answer_f1,
     candidate_rows,
     compare,
-    is_right,
     penalty,
     policy,
     read_records,
     report,
     shown,
-    v2_f1,
 )
 
 CONDITIONS = ("inside", "outside", "absent")

@@ -15,8 +15,8 @@ from qa.schema import Answer, Chunk, Hit, QAResult, Span
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("fit_calibration", ROOT / "eval" / "fit_calibration.py")
+def _module(name: str = "fit_calibration"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "eval" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -132,7 +132,7 @@ def test_report_prints_abstention_and_calibration_per_condition(records, reader,
 
 
 def test_abstained_within_finds_the_best_threshold_inside_the_f1_drop():
-    mod = _module()
+    mod = _module("calibration_records")
     inside = {"condition": "inside", "gold": ["x"]}
     unanswerable = {"condition": "inside", "gold": []}
     outside = {"condition": "outside", "gold": ["x"]}
