@@ -153,6 +153,7 @@ def compare(args) -> int:
     return 0
 
 
+#: The rank_penalty grid (also the tune step of eval/reader_figures.py).
 PENALTIES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
 
 

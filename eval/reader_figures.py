@@ -39,7 +39,9 @@ from qa.evaluation import evaluate, evaluate_file, load_gold, select_articles, s
 from qa.metrics import f1_score, max_over_gold  # noqa: E402
 from qa.reports import write_report  # noqa: E402
 
-PENALTIES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from calibration_records import PENALTIES  # noqa: E402  (the rank_penalty grid, one place for both scripts)
+
 #: Each step and the key of figures.json that holds its figures.
 STEP_KEYS = {"gold": "gold", "gold-tune": "gold_tune", "tune": "tune", "e2e": "e2e", "seed": "seed"}
 THRESHOLDS = tuple(round(x, 3) for x in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99))
