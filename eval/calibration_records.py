@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qa.calibration import LABEL, Calibrator, evidence  # noqa: E402
 from qa.errors import QAError  # noqa: E402
-from qa.metrics import f1_score, max_over_gold  # noqa: E402
+from qa.metrics import f1_score, max_over_gold, paired_bootstrap  # noqa: E402
 from qa.schema import QAResult  # noqa: E402
 
 
@@ -77,12 +77,23 @@ def abstained_within(best, kind: str, drop: float) -> float:
         away = [p for r, p, _, _ in best if r["condition"] == "outside"]
     if not answerable or not away:
         return float("nan")
+    return best_abstention(answerable, away, drop)[0]
+
+
+def best_abstention(answerable: list[tuple[float, float]], away: list[float], drop: float):
+    """(share (%) of ``away`` scores abstained on, the threshold, the answerable F1 there) at the threshold that
+    abstains on most of ``away`` while the F1 of ``answerable`` ((score, F1) pairs, both lists non-empty) stays
+    within ``drop`` points of never abstaining. Every score is tried as the threshold, not a grid; the lowest
+    threshold wins a tie; (0, 0, F1 never abstaining) when none abstains on anything."""
     never = 100 * sum(f for _, f in answerable) / len(answerable)
-    most = 0.0
+    best = (0.0, 0.0, never)
     for t in sorted({p for p, _ in answerable} | set(away)):
-        if never - 100 * sum(f for p, f in answerable if p >= t) / len(answerable) <= drop:
-            most = max(most, 100 * sum(p < t for p in away) / len(away))
-    return most
+        f1 = 100 * sum(f for p, f in answerable if p >= t) / len(answerable)
+        if never - f1 <= drop:
+            share = 100 * sum(p < t for p in away) / len(away)
+            if share > best[0]:
+                best = (share, t, f1)
+    return best
 
 
 def report(args) -> int:
@@ -129,8 +140,6 @@ def compare(args) -> int:
     """Two readers' records of the same questions, paired: SQuAD v2.0-style F1 of what each shows (never
     abstaining, and at the threshold; abstaining is right where the index holds no answer: an unanswerable
     question, or the outside and absent conditions), and the paired bootstrap interval of B - A."""
-    from qa.metrics import paired_bootstrap
-
     sides = []
     thresholds = (args.threshold, args.threshold if args.threshold_b is None else args.threshold_b)
     for side, (path, cal_path) in enumerate(((args.a, args.calibration_a), (args.b, args.calibration_b))):
@@ -161,8 +170,6 @@ def penalty(args) -> int:
     """F1 of the reader's best candidate, never abstaining, when its raw margins are re-ranked with each
     rank_penalty (records of answerable questions asked where their article is indexed). The candidates are
     the collect run's five best under its own penalty, so a far-off penalty is approximate."""
-    from qa.metrics import paired_bootstrap
-
     records = [r for r in read_records(args.records) if r["gold"] and r["condition"] == "inside"]
     if not records:
         raise QAError("no answerable records of the inside condition")

@@ -40,7 +40,7 @@ from qa.metrics import f1_score, max_over_gold  # noqa: E402
 from qa.reports import write_report  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from calibration_records import PENALTIES  # noqa: E402  (the rank_penalty grid, one place for both scripts)
+from calibration_records import PENALTIES, best_abstention  # noqa: E402  (shared with the calibration scripts)
 
 #: Each step and the key of figures.json that holds its figures.
 STEP_KEYS = {"gold": "gold", "gold-tune": "gold_tune", "tune": "tune", "e2e": "e2e", "seed": "seed"}
@@ -87,19 +87,13 @@ def abstention_within(rows, points: float = 3.0) -> dict:
     threshold) is tried as the threshold, not a grid: a reader whose unanswerable scores fall below 0.1 would
     show none abstained on a 0.1 grid."""
     ans = [(r.score or 0.0, r.answered_f1 or 0.0) for r in rows if r.answerable]
-    una = sorted(r.score or 0.0 for r in rows if not r.answerable)
+    una = [r.score or 0.0 for r in rows if not r.answerable]
     if not ans or not una:
         raise SystemExit("error: abstention_within needs answerable and unanswerable questions")
+    share, threshold, f1 = best_abstention(ans, una, points)
     never = 100 * sum(f for _, f in ans) / len(ans)
-    best = (0.0, 0.0, never)
-    for t in sorted({s for s, _ in ans} | set(una)):
-        f1 = 100 * sum(f for s, f in ans if s >= t) / len(ans)
-        if never - f1 <= points:
-            abstained = 100 * sum(s < t for s in una) / len(una)
-            if abstained > best[0]:
-                best = (abstained, t, f1)
-    return {"threshold": round(best[1], 4), "unanswerable_abstained": round(best[0], 2),
-            "answerable_f1": round(best[2], 2), "answerable_f1_never": round(never, 2)}
+    return {"threshold": round(threshold, 4), "unanswerable_abstained": round(share, 2),
+            "answerable_f1": round(f1, 2), "answerable_f1_never": round(never, 2)}
 
 
 def run_gold_tune(settings: Settings, data: Path, out: Path) -> dict:
