@@ -317,8 +317,16 @@ def featurize(
     ids: list[np.ndarray] = []
     n_first, starts, ends, weights = [], [], [], []
     has_types = True
+    # The fast tokenizer panics when a question leaves no room for the stride: name the question instead.
+    room = max_length - stride - tokenizer.num_special_tokens_to_add(pair=True)
     for b in range(0, len(examples), batch):
         chunk = examples[b : b + batch]
+        for e, q_ids in zip(chunk, tokenizer([e.question for e in chunk], add_special_tokens=False)["input_ids"],
+                            strict=True):
+            if len(q_ids) >= room:
+                raise TrainingDataError(
+                    f"question {e.question[:80]!r} is {len(q_ids)} tokens: too long for windows of {max_length} "
+                    f"tokens with a stride of {stride} (questions must be under {room} tokens)")
         enc = tokenizer(
             [e.question for e in chunk],
             [e.context for e in chunk],

@@ -157,6 +157,16 @@ def test_featurize_labels_decode_back_to_the_answer(tiny_reader):
     assert {int(s) for s, w in zip(feats.start, feats.weight, strict=True) if w == 0.5} == {0}
 
 
+def test_featurize_names_a_question_too_long_for_the_windows(tiny_reader):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_reader))
+    long_q = "Which river " + "very " * 40 + "long?"
+    exs = [Example("The Red River.", "What river?", 4, "Red River"), Example("The Red River.", long_q, 4, "Red River")]
+    with pytest.raises(TrainingDataError, match=r"'Which river very.*too long for windows of 32 tokens"):
+        featurize(tok, exs, max_length=32, stride=8)
+
+
 def test_training_set_mixes_weighted_files_and_is_cached(tmp_path, tiny_reader):
     from transformers import AutoTokenizer
 
