@@ -764,14 +764,16 @@ def test_gold_file_answers_occur_verbatim_in_the_seed_article() -> None:
             assert ans in article, f"{ex.qid}: {ans!r} is not in the article"
 
 
-def test_docs_gold_answers_occur_verbatim_in_their_documents() -> None:
-    """eval/docs-gold.jsonl asks about three package READMEs (eval/docs/); every answer is a span of its document,
+@pytest.mark.parametrize("name", ["docs", "docs2", "docs3"])
+def test_docs_gold_answers_occur_verbatim_in_their_documents(name: str) -> None:
+    """eval/docs*-gold.jsonl ask about package READMEs (eval/docs*/); every answer is a span of its document,
     and each document's licence is kept beside it."""
-    gold = load_gold(ROOT / "eval" / "docs-gold.jsonl")
-    docs = {p.stem: p.read_text(encoding="utf-8") for p in (ROOT / "eval" / "docs").iterdir()}
-    assert set(docs) == {p.stem for p in (ROOT / "eval" / "docs-licenses").iterdir()}
+    gold = load_gold(ROOT / "eval" / f"{name}-gold.jsonl")
+    docs = {p.stem: p.read_text(encoding="utf-8") for p in (ROOT / "eval" / name).iterdir()}
+    assert set(docs) == {p.stem for p in (ROOT / "eval" / f"{name}-licenses").iterdir()}
     answerable = [e for e in gold.examples if e.answerable]
     assert len(answerable) >= 30 and gold.n_unanswerable >= 6
+    assert len({e.qid for e in gold.examples}) == len(gold.examples)
     for ex in answerable:
         assert ex.doc_id in docs, f"{ex.qid}: no document {ex.doc_id!r}"
         for ans in ex.answers:
