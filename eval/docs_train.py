@@ -218,7 +218,7 @@ def render(entry: Entry, style: str) -> tuple[str, int]:
 
 def entry_questions(entry: Entry, text: str, at: int, rng: random.Random) -> Iterator[QA]:
     """Questions about one rendered entry, with answers as offsets into ``text``."""
-    label = {"function": "function", "method": "method", "class": "class"}[entry.kind]
+    label = entry.kind  # function, method or class
     short = entry.name.rsplit(".", 1)[-1]
     owner = entry.name.rsplit(".", 1)[0] if "." in entry.name else None
     name_at = at + (len(owner) + 1 if owner and text[at:at + len(entry.name)] == entry.name else 0)
@@ -324,9 +324,10 @@ def readme_article(dist: str, readme: str) -> dict | None:
         start = context.find(command, len(before))
         if " install " in command:
             extra = re.search(r"\[([\w,-]+)\]", command)
+            target = command.split(" install ", 1)[1].split()[0].strip("\"'")
             q = (f"How do you install {dist} with the {extra.group(1)} extra?" if extra
                  else f"How do you install {dist}?" if dist.lower() in command.lower() else
-                 f"Which command installs {command.split(' install ', 1)[1].split()[0].strip(chr(34) + chr(39))}?")
+                 f"Which command installs {target}?")
         else:
             q = f"Which command runs {command.split()[2]} from the command line?"
         paragraphs.append({"context": context, "qas": [
