@@ -95,22 +95,23 @@ def _first_sentence(text: str) -> str:
 def _signature(args: ast.arguments, drop_self: bool) -> tuple[str, tuple[tuple[str, str], ...]]:
     parts: list[str] = []
     defaults: list[tuple[str, str]] = []
-    positional = [*args.posonlyargs, *args.args]
-    if drop_self and positional and positional[0].arg in ("self", "cls"):
-        positional = positional[1:]
-    pos_defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
-    for a, d in zip(positional, pos_defaults, strict=True):
+
+    def add(a: ast.arg, d: ast.expr | None) -> None:
         parts.append(a.arg if d is None else f"{a.arg}={ast.unparse(d)}")
         if d is not None:
             defaults.append((a.arg, ast.unparse(d)))
+
+    positional = [*args.posonlyargs, *args.args]
+    if drop_self and positional and positional[0].arg in ("self", "cls"):
+        positional = positional[1:]
+    for a, d in zip(positional, [None] * (len(positional) - len(args.defaults)) + list(args.defaults), strict=True):
+        add(a, d)
     if args.vararg:
         parts.append("*" + args.vararg.arg)
     elif args.kwonlyargs:
         parts.append("*")
     for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True):
-        parts.append(a.arg if d is None else f"{a.arg}={ast.unparse(d)}")
-        if d is not None:
-            defaults.append((a.arg, ast.unparse(d)))
+        add(a, d)
     if args.kwarg:
         parts.append("**" + args.kwarg.arg)
     return "(" + ", ".join(parts) + ")", tuple((n, v) for n, v in defaults if len(v) <= 30 and "\n" not in v)
@@ -218,7 +219,6 @@ def render(entry: Entry, style: str) -> tuple[str, int]:
 
 def entry_questions(entry: Entry, text: str, at: int, rng: random.Random) -> Iterator[QA]:
     """Questions about one rendered entry, with answers as offsets into ``text``."""
-    label = entry.kind  # function, method or class
     short = entry.name.rsplit(".", 1)[-1]
     owner = entry.name.rsplit(".", 1)[0] if "." in entry.name else None
     name_at = at + (len(owner) + 1 if owner and text[at:at + len(entry.name)] == entry.name else 0)
@@ -228,10 +228,10 @@ def entry_questions(entry: Entry, text: str, at: int, rng: random.Random) -> Ite
     verb = first.lower()
     if rest and len(rest.split()) >= 2 and (verb in VERBS or (verb.endswith("s") and verb[:-1] in VERBS)):
         base = verb if verb in VERBS else verb[:-1]
-        where = f"Which method of {owner}" if owner else f"Which {label}"
+        where = f"Which method of {owner}" if owner else f"Which {entry.kind}"
         q = rng.choice([
             f"{where} {third_person(base)} {rest}?",
-            f"What {label} do I call to {base} {rest}?",
+            f"What {entry.kind} do I call to {base} {rest}?",
             f"How do you {base} {rest}?",
             f"{where} should I use to {base} {rest}?",
         ])
@@ -297,7 +297,6 @@ def module_article(title: str, entries: list[Entry], rng: random.Random) -> dict
             qas.append({"question": qa.question, "answers": [{"text": qa.answer, "answer_start": start}]})
     if context:
         paragraphs.append({"context": context, "qas": qas})
-    paragraphs = [p for p in paragraphs if p["qas"] or len(paragraphs) > 1]
     if not any(p["qas"] for p in paragraphs):
         return None
     return {"title": title, "paragraphs": paragraphs}

@@ -772,8 +772,7 @@ def test_docs_gold_answers_occur_verbatim_in_their_documents(name: str) -> None:
     docs = {p.stem: p.read_text(encoding="utf-8") for p in (ROOT / "eval" / name).iterdir()}
     assert set(docs) == {p.stem for p in (ROOT / "eval" / f"{name}-licenses").iterdir()}
     answerable = [e for e in gold.examples if e.answerable]
-    assert len(answerable) >= 30 and gold.n_unanswerable >= 6
-    assert len({e.qid for e in gold.examples}) == len(gold.examples)
+    assert len(answerable) >= 30 and gold.n_unanswerable >= 6  # (load_gold refuses duplicate ids)
     for ex in answerable:
         assert ex.doc_id in docs, f"{ex.qid}: no document {ex.doc_id!r}"
         for ans in ex.answers:
