@@ -14,8 +14,9 @@ about themselves, with the answer's span checked against the context it points i
   the cached controller?" -> ``get_cached_controller``; "What does get_cached_controller return?" -> "the
   cached controller";
 - its documented parameters (NumPy, Google and Sphinx docstring styles): "What does the timeout argument of
-  connect do?" -> the parameter's description; "What is the default value of timeout in connect?" -> the
-  default in the rendered signature;
+  connect do?" -> the parameter's description; "Which argument of connect gives the seconds to wait?" ->
+  ``timeout``. (Defaults are not asked for: "What is the default of process_namespaces?" -> ``False`` taught
+  the reader to answer a value where an argument's name was asked, v9a's model card entry);
 - ``pip install`` / ``python -m`` lines of the distribution's README: "How do you install NAME?".
 
 A module is an article; its entries are grouped into paragraphs of a few entries each, so that the trainer's
@@ -65,7 +66,6 @@ class Entry:
     signature: str  # "(data, strict=False)"; "" for a class without __init__ arguments
     summary: str  # the docstring's first paragraph on one line
     params: tuple[tuple[str, str], ...]  # (name, description) from the docstring
-    defaults: tuple[tuple[str, str], ...]  # (name, default literal) from the signature
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +92,11 @@ def _first_sentence(text: str) -> str:
     return (m.group(1) if m else text).rstrip(".!? ")
 
 
-def _signature(args: ast.arguments, drop_self: bool) -> tuple[str, tuple[tuple[str, str], ...]]:
+def _signature(args: ast.arguments, drop_self: bool) -> str:
     parts: list[str] = []
-    defaults: list[tuple[str, str]] = []
 
     def add(a: ast.arg, d: ast.expr | None) -> None:
         parts.append(a.arg if d is None else f"{a.arg}={ast.unparse(d)}")
-        if d is not None:
-            defaults.append((a.arg, ast.unparse(d)))
 
     positional = [*args.posonlyargs, *args.args]
     if drop_self and positional and positional[0].arg in ("self", "cls"):
@@ -114,7 +111,7 @@ def _signature(args: ast.arguments, drop_self: bool) -> tuple[str, tuple[tuple[s
         add(a, d)
     if args.kwarg:
         parts.append("**" + args.kwarg.arg)
-    return "(" + ", ".join(parts) + ")", tuple((n, v) for n, v in defaults if len(v) <= 30 and "\n" not in v)
+    return "(" + ", ".join(parts) + ")"
 
 
 _NUMPY_HEAD = re.compile(r"^(Parameters|Arguments|Args|Keyword Arguments|Other Parameters)\s*:?\s*$")
@@ -177,12 +174,12 @@ def module_entries(source: str) -> list[Entry]:
             return
         if isinstance(node, ast.ClassDef):
             init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
-            sig, defaults = _signature(init.args, True) if init else ("", ())
+            sig = _signature(init.args, True) if init else ""
         else:
-            sig, defaults = _signature(node.args, drop_self)
+            sig = _signature(node.args, drop_self)
         if len(sig) > 90:
-            sig, defaults = "(...)", ()
-        entries.append(Entry(kind, name, sig, summary, docstring_params(doc or ""), defaults))
+            sig = "(...)"
+        entries.append(Entry(kind, name, sig, summary, docstring_params(doc or "")))
 
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
@@ -255,21 +252,27 @@ def entry_questions(entry: Entry, text: str, at: int, rng: random.Random) -> Ite
         start = text.find(f"- `{pname}`: {desc}")
         if start < 0 or not 3 <= len(dfirst.split()) <= 20:
             continue
+        named = param_question(short, dfirst) if rng.random() < .5 else None
+        if named:  # the argument's name from what it does
+            yield QA(named, pname, start + 3)
+            continue
         q = rng.choice([f"What does the {pname} argument of {short} do?",
                         f"What is the {pname} parameter of {short} for?",
                         f"What is {pname} in {short}?"])
         yield QA(q, dfirst, start + len(f"- `{pname}`: "))
-    for pname, value in entry.defaults:
-        if rng.random() < .6:
-            continue
-        key = f"{pname}={value}"
-        start = text.find(key, name_at)
-        if start < 0:
-            continue
-        q = rng.choice([f"What is the default value of {pname} in {short}?",
-                        f"What does {pname} default to in {short}?",
-                        f"What is {short}'s {pname} by default?"])
-        yield QA(q, value, start + len(pname) + 1)
+
+
+def param_question(short: str, description: str) -> str | None:
+    """"Which argument of F ..." asked from a parameter's first sentence, or None where it reads badly."""
+    what = description.rstrip(".:; ")
+    word = what.split(" ", 1)
+    if m := re.match(r"(?i)if true,? (.+)", what):
+        return f"Which argument of {short} {m.group(1)}?"
+    if m := re.match(r"(?i)whether (to |or not to )?(.+)", what):
+        return f"Which argument of {short} decides whether {m.group(1) or ''}{m.group(2)}?"
+    if word[0] in ("The", "A", "An", "Number", "Maximum", "Minimum", "Path", "Name", "List") and len(word) > 1:
+        return f"Which argument of {short} gives {what[0].lower()}{what[1:]}?"
+    return None
 
 
 STYLES = ("markdown", "bullet", "pydoc", "readme")

@@ -83,7 +83,6 @@ def test_entries_are_the_public_documented_callables_with_signatures_and_paramet
     entries = {e.name: e for e in dt.module_entries(SOURCE)}
     assert set(entries) == {"connect", "Pool", "Pool.reset", "Pool.fetch"}
     assert entries["connect"].signature == "(host, timeout=10.0, *, retries=3)"
-    assert entries["connect"].defaults == (("timeout", "10.0"), ("retries", "3"))
     assert entries["connect"].params == (("host", "The name of the host to connect to."),)  # NumPy style
     assert entries["Pool"].signature == "(size=4)"  # a class is called with its __init__'s arguments
     assert entries["Pool.fetch"].signature == "(key, default=None)"  # self dropped
@@ -106,9 +105,21 @@ def test_every_answer_is_its_span_and_asks_for_what_the_template_says():
                     assert p["context"][a["answer_start"]:a["answer_start"] + len(a["text"])] == a["text"]
                     seen.add((q["question"].split()[0], a["text"]))
     answers = {a for _, a in seen}
-    assert {"connect", "reset", "Pool", "10.0", "a connection to the host"} <= answers
+    assert {"connect", "reset", "Pool", "a connection to the host"} <= answers
     assert "The name of the host to connect to" in answers  # a parameter's description
+    assert ("Which", "host") in seen  # a parameter's name, asked from its description
+    assert "10.0" not in answers  # defaults are not asked for (they taught v9a to answer values for names)
     assert not any("private" in a or "nobody" in a for a in answers)
+
+
+def test_parameter_name_questions_read_as_questions_or_are_not_asked():
+    dt = _module()
+    assert dt.param_question("parse", "If True, expands namespaces.") == "Which argument of parse expands namespaces?"
+    assert dt.param_question("run", "Whether to print progress.") == (
+        "Which argument of run decides whether to print progress?")
+    assert dt.param_question("connect", "The name of the host.") == (
+        "Which argument of connect gives the name of the host?")
+    assert dt.param_question("connect", "seconds to wait") is None
 
 
 def test_build_is_seeded_leaves_out_excluded_distributions_and_loads_as_squad(tmp_path):
