@@ -142,9 +142,26 @@ def whole_words(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def clean_span(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """The answer a reader's span ``text[start:end]`` stands for: grown to whole words (:func:`whole_words`),
+    """The answer a reader's span ``text[start:end]`` stands for: grown to whole words (:func:`whole_words`)
+    and to a command-line option's dashes (``G`` of ``-G Ninja`` -> ``-G``, ``enable-tui`` -> ``--enable-tui``),
     then tidied (:func:`tidy_span`); None when nothing is left. What `qa` and the training's dev scoring give."""
-    return tidy_span(text, *whole_words(text, start, end))
+    start, end = whole_words(text, start, end)
+    if start < end:
+        for dashes in (2, 1):
+            if _is_option(text, start - dashes):
+                start -= dashes
+                break
+    return tidy_span(text, start, end)
+
+
+def _is_option(text: str, at: int) -> bool:
+    """True when ``text[at:]`` starts with a command-line option: one or two "-" right before a letter, digit
+    or "_", at the start of the text or after a character that is not part of a word (``-G``, ``--target``,
+    `` `-qq` ``; not the ``-based`` of ``model-based``, not a dash set off by spaces)."""
+    if at < 0 or not _OPTION.match(text, at):
+        return False
+    before = text[at - 1] if at else " "
+    return not (_WORD_CHAR.match(before) or before in "-.")
 
 
 def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
@@ -154,8 +171,8 @@ def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
     space, stray punctuation or markup characters, and holds no unbalanced bracket or quote at its edges
     (``[NaCl`` -> ``NaCl``, ``RFC8878]`` -> ``RFC8878``, ``"Moscow`` -> ``Moscow``); balanced ones stay
     (``(ISIS-K)``, ``"Crocus City Hall"``), and so do the first characters of a path or dotfile
-    (``~/.pyenv/version``, ``./configure``, ``.python-version``). The result is a sub-span: offsets still index
-    ``text``.
+    (``~/.pyenv/version``, ``./configure``, ``.python-version``) and a command-line option's dashes (``-G``,
+    ``--enable-tui``). The result is a sub-span: offsets still index ``text``.
     """
     if not 0 <= start <= end <= len(text):
         raise ValueError(f"span [{start}, {end}) is not inside a text of {len(text)} characters")
@@ -182,7 +199,8 @@ def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
             start += 1
         elif last == '"' and inner.count('"') % 2 == 1:
             end -= 1
-        elif first in _LEADING_STRAY and first not in _PAIRS and first != '"' and not _PATH_START.match(inner):
+        elif (first in _LEADING_STRAY and first not in _PAIRS and first != '"' and not _PATH_START.match(inner)
+              and not _is_option(text, start)):
             start += 1
         elif last in _TRAILING_STRAY and last not in _CLOSERS and last != '"':
             end -= 1
@@ -201,6 +219,8 @@ def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
 # A path or a dotfile starts with what is stray punctuation elsewhere: ~/.pyenv/version, ./configure, /usr/bin,
 # .python-version, .5 (a decimal).
 _PATH_START = re.compile(r"(~|\.{1,2})?/[\w.~-]|\.[\w-]")
+# A command-line option: -G, -qq, --enable-tui (see _is_option for what may stand before it).
+_OPTION = re.compile(r"--?[0-9A-Za-z_]")
 _WORD_BEFORE_PERIOD = re.compile(r"(\d|[a-z]{4,}|[A-Za-z]{2,}[a-z]{2,})\.$")
 
 

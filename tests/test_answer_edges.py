@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qa.spans import tidy_span, whole_words
+from qa.spans import clean_span, tidy_span, whole_words
 
 
 @pytest.mark.parametrize(("raw", "clean"), [
@@ -35,6 +35,10 @@ from qa.spans import tidy_span, whole_words
     (".python-version", ".python-version"),
     (". The army", "The army"),
     ("/ and", "and"),
+    ("-G Ninja", "-G Ninja"),  # a command-line option keeps its dashes
+    ("`--enable-tui`", "--enable-tui"),
+    ("-- and then", "and then"),  # a dash set off by a space is punctuation
+    ("- item", "item"),
 ])
 def test_tidy_span_examples(raw, clean):
     text = f"<<{raw}>>"
@@ -105,6 +109,23 @@ def test_whole_words(text, picked, whole):
     i = text.index(picked)
     s, e = whole_words(text, i, i + len(picked))
     assert text[s:e] == whole
+
+
+@pytest.mark.parametrize(("text", "picked", "answer"), [
+    ("pass\n\t-G Ninja\nto the cmake invocation", "G", "-G"),  # the reader's piece after the dash
+    ("enable quiet (`-q`) or very quiet (`-qq`) mode", "qq", "-qq"),
+    ("configure --enable-tui to get it", "enable-tui", "--enable-tui"),
+    ("use --target=TARGET when", "target=TARGET", "--target=TARGET"),
+    ("temperatures of -5 degrees", "5", "-5"),
+    ("a model-based approach", "based", "based"),  # a hyphen inside a word is not an option
+    ("1990--1995 saw", "1995", "1995"),
+    ("so -- as they say -- it goes", "as they say", "as they say"),
+])
+def test_clean_span_takes_in_an_options_dashes(text, picked, answer):
+    i = text.index(picked)
+    s, e = clean_span(text, i, i + len(picked))
+    assert text[s:e] == answer
+    assert clean_span(text, s, e) == (s, e)
 
 
 def test_whole_words_does_not_take_in_a_long_run():
