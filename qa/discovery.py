@@ -15,6 +15,12 @@ HTML_SUFFIXES = (".html", ".htm")
 PDF_SUFFIXES = (".pdf",)
 DOCX_SUFFIXES = (".docx",)
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES + DOCX_SUFFIXES
+#: A gzip-compressed document (``FAQ.txt.gz``, ``README.md.gz``, as /usr/share/doc holds them) is read as
+#: the file inside it.
+GZIP_SUFFIX = ".gz"
+#: Plain-text files named by convention without a suffix (``README``, ``NEWS.gz``), read as ``.txt``.
+PLAIN_TEXT_NAMES = frozenset({"readme", "faq", "news", "install", "changes", "changelog", "hacking", "todo",
+                              "bugs", "contributing"})
 
 # Folders that hold tools' files, not documents: left out of every folder walk, in gitignore syntax (a
 # ".qaignore" line "!build/" brings one back). Hidden folders (".git", ".venv", ...) are skipped anyway.
@@ -34,9 +40,38 @@ class FileScan:
     excluded: tuple[Path, ...]  # files and folders left out by an exclusion rule (a folder once, not its files)
 
 
+def document_format(path: Path) -> tuple[str, bool] | None:
+    """How a file is read: (the suffix of its format, whether it is gzip-compressed), or None when it is of no
+    supported format. ``guide.md`` -> (".md", False); ``FAQ.txt.gz`` -> (".txt", True); ``README`` and
+    ``NEWS.gz`` -> (".txt", False / True); ``README.Debian`` and ``data.csv.gz`` -> None."""
+    name = path.name
+    compressed = name.lower().endswith(GZIP_SUFFIX) and len(name) > len(GZIP_SUFFIX)
+    if compressed:
+        name = name[: -len(GZIP_SUFFIX)]
+    suffix = Path(name).suffix.lower()
+    if suffix in SUPPORTED_SUFFIXES:
+        return suffix, compressed
+    if not suffix and name.lower() in PLAIN_TEXT_NAMES:
+        return ".txt", compressed
+    return None
+
+
+def document_stem(path: Path) -> Path:
+    """``path`` without the suffixes of its format: ``docs/FAQ.txt.gz`` -> ``docs/FAQ``, ``a/guide.md`` ->
+    ``a/guide``; a file of no supported format loses its last suffix only."""
+    fmt = document_format(path)
+    if fmt is None:
+        return path.with_suffix("")
+    name = path.name[: -len(GZIP_SUFFIX)] if fmt[1] else path.name
+    return path.with_name(Path(name).stem)
+
+
 def unsupported_reason(path: Path) -> str:
     """Why a file is not read as a document: its suffix."""
     suffix = path.suffix.lower()
+    if suffix == GZIP_SUFFIX:
+        inner = Path(path.name[: -len(GZIP_SUFFIX)]).suffix.lower()
+        return f"unsupported format {inner + GZIP_SUFFIX!r}" if inner else "unsupported format (a .gz of no known kind)"
     return f"unsupported format {suffix!r}" if suffix else "unsupported format (no file name suffix)"
 
 
@@ -73,9 +108,10 @@ def scan_document_files(
     relative to the folder given: ``default_excludes`` (``node_modules/``, ``build/``, ...),
     then the lines of a ``.qaignore`` file in that folder, then ``exclude`` (a later ``!rule``
     takes an earlier one back); and files whose format is not read, which are listed in
-    ``unsupported``. A file inside a folder gets the doc_id of its path relative to that
-    folder, without suffix, with "/" separators (``seeds/news/a.txt`` given ``seeds`` is
-    ``news/a``); a file named directly gets its stem and is kept whatever its suffix and the
+    ``unsupported`` (see :func:`document_format` for what is read). A file inside a folder gets the doc_id of
+    its path relative to that folder, without the suffixes of its format, with "/" separators
+    (``seeds/news/a.txt`` given ``seeds`` is ``news/a``; ``FAQ.txt.gz`` is ``FAQ``); a file named directly
+    gets its stem and is kept whatever its suffix and the
     rules, so that loading it reports an unsupported format. A file reached twice (a folder
     and a file inside it) is kept once.
 
@@ -110,9 +146,9 @@ def scan_document_files(
         if root.is_dir():
             own = _qaignore_rules(root / IGNORE_FILE) if read_qaignore else []
             files = _walk(root, _match_rules([*defaults, *own, *extra]), unsupported, excluded)
-            pairs = [(f, f.relative_to(root).with_suffix("").as_posix()) for f in files]
+            pairs = [(f, document_stem(f.relative_to(root)).as_posix()) for f in files]
         else:
-            pairs = [(root, root.stem)]
+            pairs = [(root, document_stem(Path(root.name)).as_posix())]
         for file, doc_id in pairs:
             key = file.resolve()
             if key in seen:
@@ -159,7 +195,7 @@ def _walk(
             path = here / name
             if is_excluded(prefix + name):
                 excluded.append(path)
-            elif path.suffix.lower() in SUPPORTED_SUFFIXES:
+            elif document_format(path) is not None:
                 files.append(path)
             else:
                 unsupported.append(DocumentError(str(path), unsupported_reason(path)))

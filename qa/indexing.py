@@ -114,7 +114,8 @@ def build_index(
     :func:`qa.discovery.scan_document_files` for the rules).
 
     Args:
-        paths: files or folders of .txt, .md, .rst, .html, .pdf and .docx documents.
+        paths: files or folders of .txt, .md, .rst, .html, .pdf and .docx documents (also gzip-compressed;
+            README, NEWS ... without a suffix as text: :func:`qa.discovery.document_format`).
         index_dir: the index folder (default: ``settings.index_dir``).
         settings: chunking, models, and how to treat unreadable files.
         prune: also remove indexed documents whose source file is gone.

@@ -15,6 +15,7 @@ from qa.discovery import (
     HTML_SUFFIXES,
     SUPPORTED_SUFFIXES,
     TEXT_SUFFIXES,
+    document_format,
     scan_document_files,
     unsupported_reason,
 )
@@ -51,6 +52,8 @@ def load_document(path: Path, doc_id: str, *, max_file_mb: float = 50.0) -> Docu
 def read_document(path: Path, doc_id: str, *, max_file_mb: float = 50.0) -> LoadedDocument:
     """Read one file into a Document, and say which text encoding it was decoded with.
 
+    A gzip-compressed file (``FAQ.txt.gz``) is read as the file inside it, and README, NEWS, FAQ and the
+    like without a suffix as ``.txt`` (:func:`qa.discovery.document_format`).
     ``.txt``, ``.md`` and ``.rst`` are text exactly as written (no newline translation; only a
     leading byte-order mark is dropped): UTF-8, or the encoding a byte-order mark names
     (UTF-16/32), or else the encoding charset-normalizer detects (``cp1252``, ``cp1251``, ...).
@@ -62,7 +65,8 @@ def read_document(path: Path, doc_id: str, *, max_file_mb: float = 50.0) -> Load
     Args:
         path: the file.
         doc_id: the id the document gets.
-        max_file_mb: larger files are refused before any byte is read.
+        max_file_mb: larger files are refused before any byte is read (a compressed one also once it
+            decompresses past it).
 
     Returns:
         The document, with ``source`` the file's absolute path, and the text encoding of a text file.
@@ -72,10 +76,14 @@ def read_document(path: Path, doc_id: str, *, max_file_mb: float = 50.0) -> Load
             of an unsupported format, unreadable, or yields no text; the reason says which.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise DocumentError(str(path), f"{unsupported_reason(path)}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    fmt = document_format(path)
+    if fmt is None:
+        raise DocumentError(str(path), f"{unsupported_reason(path)}; supported: {', '.join(SUPPORTED_SUFFIXES)}, "
+                            "each also gzip-compressed (.gz), and README, NEWS, FAQ ... without a suffix")
+    suffix, compressed = fmt
     data = _read_bytes(path, max_file_mb)
+    if compressed:
+        data = _gunzip(path, data, max_file_mb)
     encoding = None
     if suffix in TEXT_SUFFIXES:
         text, encoding = _decode_text(path, data)
@@ -116,6 +124,28 @@ def _read_bytes(path: Path, max_file_mb: float) -> bytes:
     if not data:
         raise DocumentError(str(path), "empty file (0 bytes)")
     return data
+
+
+def _gunzip(path: Path, data: bytes, max_file_mb: float) -> bytes:
+    """The bytes inside a gzip file, refused past ``max_file_mb`` once decompressed (read no further)."""
+    import gzip
+    import io
+    import zlib
+
+    limit = int(max_file_mb * _MB)
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            inner = f.read(limit + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DocumentError(str(path), f"not a valid gzip file ({exc})") from None
+    if len(inner) > limit:
+        raise DocumentError(
+            str(path),
+            f"file too large: over the {max_file_mb:g} MB limit once decompressed (raise it with --max-file-mb)",
+        )
+    if not inner:
+        raise DocumentError(str(path), "empty file (0 bytes once decompressed)")
+    return inner
 
 
 def _decode_text(path: Path, data: bytes) -> tuple[str, str]:

@@ -466,3 +466,55 @@ def test_load_documents_reports_other_formats_and_applies_rules(project: Path) -
     docs = load_documents([project], report=errors.append, exclude=["drafts/"])
     assert [d.doc_id for d in docs] == ["guide", "notes/a"]
     assert sorted(Path(e.path).name for e in errors) == ["logo.png", "run.log"]
+
+
+# --- gzip-compressed files and README-like names (as /usr/share/doc holds manuals) ------------------
+
+
+def _gz(path: Path, raw: bytes) -> Path:
+    import gzip
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(raw, mtime=0))
+    return path
+
+
+def test_a_compressed_document_is_read_as_the_file_inside_it(tmp_path: Path) -> None:
+    raw = "# Valgrind FAQ\r\n\r\nUse --trace-children=yes, café.\n"
+    doc = load_document(_gz(tmp_path / "FAQ.md.gz", raw.encode()), "FAQ")
+    assert doc.text == raw  # verbatim: offsets point into the decompressed text
+    assert doc.title == "Valgrind FAQ"  # read as Markdown, the suffix inside
+    assert doc.source == str((tmp_path / "FAQ.md.gz").absolute())
+    assert "The snowy owl" in load_document(_gz(tmp_path / "owls.html.gz", HTML), "owls").text
+
+
+def test_readme_like_names_without_a_suffix_are_text(tmp_path: Path) -> None:
+    assert load_document(write(tmp_path / "README", b"Build with make.\n"), "README").text == "Build with make.\n"
+    assert load_document(_gz(tmp_path / "NEWS.gz", b"Version 2 is out.\n"), "NEWS").text == "Version 2 is out.\n"
+    assert "unsupported format (no file name suffix)" in reason_of(write(tmp_path / "prog", b"\x7fELF"))
+    assert "unsupported format '.csv.gz'" in reason_of(_gz(tmp_path / "table.csv.gz", b"a,b\n"))
+    assert "unsupported format '.debian'" in reason_of(write(tmp_path / "README.Debian", b"Notes.\n"))
+
+
+def test_a_bad_or_oversized_gzip_names_the_problem(tmp_path: Path) -> None:
+    assert "not a valid gzip file" in reason_of(write(tmp_path / "broken.txt.gz", b"not gzip at all"))
+    bomb = _gz(tmp_path / "bomb.txt.gz", b"x" * 3000)  # a few dozen bytes on disk
+    assert "over the 0.001 MB limit once decompressed" in reason_of(bomb, max_file_mb=0.001)
+    assert "empty file (0 bytes once decompressed)" in reason_of(_gz(tmp_path / "none.txt.gz", b""))
+
+
+def test_doc_ids_drop_the_format_suffixes_and_clashes_are_named(tmp_path: Path) -> None:
+    root = tmp_path / "doc"
+    _gz(root / "apt" / "README.md.gz", b"# APT\n")
+    _gz(root / "gdb" / "README.gz", b"GDB.\n")
+    write(root / "gdb" / "NEWS", b"News.\n")
+    _gz(root / "gdb" / "changelog.Debian.gz", b"Debian changes.\n")  # no known kind: listed, not loaded
+    write(root / "valgrind" / "FAQ.txt", b"FAQ.\n")
+    scan = scan_document_files([root])
+    assert [doc_id for _, doc_id in scan.files] == ["apt/README", "gdb/NEWS", "gdb/README", "valgrind/FAQ"]
+    assert [e.reason for e in scan.unsupported] == ["unsupported format '.debian.gz'"]
+    assert find_document_files([root / "apt" / "README.md.gz"]) == [(root / "apt" / "README.md.gz", "README")]
+    write(root / "gdb" / "README.txt", b"Another.\n")
+    clashes: list[DocumentError] = []
+    find_document_files([root], on_clash=clashes.append)
+    assert len(clashes) == 1 and "doc_id 'gdb/README'" in clashes[0].reason

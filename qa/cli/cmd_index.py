@@ -57,11 +57,13 @@ def index(
 ) -> None:
     """Index documents (.txt, .md, .rst, .html, .pdf, .docx): only new or changed ones are embedded again.
 
-    Text files that are not UTF-8 are read in the encoding detected. Files not indexed (unreadable, other
-    formats) and missing paths are listed with their reasons in the final report (exit 0). Folders skip hidden
-    files, tool folders (node_modules, build, .venv, ...), the rules of a .qaignore file and --exclude. An
-    existing index keeps the embedder and chunking it was built with; other ones need --rebuild. Work is
-    committed in batches (--batch): an interrupted run keeps what it finished, and running it again goes on.
+    Gzip-compressed files (FAQ.txt.gz) are read as the file inside, and README, NEWS, FAQ ... without a
+    suffix as text. Text files that are not UTF-8 are read in the encoding detected. Files not indexed
+    (unreadable, other formats) and missing paths are listed with their reasons in the final report (exit 0).
+    Folders skip hidden files, tool folders (node_modules, build, .venv, ...), the rules of a .qaignore file
+    and --exclude. An existing index keeps the embedder and chunking it was built with; other ones need
+    --rebuild. Work is committed in batches (--batch): an interrupted run keeps what it finished, and running
+    it again goes on.
 
     Exit 1 on errors: no path exists, nothing readable, another `qa index` is writing (see --wait), or a bad
     file with --on-error stop.
