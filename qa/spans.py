@@ -172,7 +172,8 @@ def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
     (``[NaCl`` -> ``NaCl``, ``RFC8878]`` -> ``RFC8878``, ``"Moscow`` -> ``Moscow``); balanced ones stay
     (``(ISIS-K)``, ``"Crocus City Hall"``), and so do the first characters of a path or dotfile
     (``~/.pyenv/version``, ``./configure``, ``.python-version``) and a command-line option's dashes (``-G``,
-    ``--enable-tui``). The result is a sub-span: offsets still index ``text``.
+    ``--enable-tui``); a shell prompt or heading mark at a line's start goes (``$ make`` -> ``make``, and a
+    ``$`` alone is no answer). The result is a sub-span: offsets still index ``text``.
     """
     if not 0 <= start <= end <= len(text):
         raise ValueError(f"span [{start}, {end}) is not inside a text of {len(text)} characters")
@@ -199,6 +200,8 @@ def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
             start += 1
         elif last == '"' and inner.count('"') % 2 == 1:
             end -= 1
+        elif first in _PROMPTS and _at_line_start(text, start) and (end == start + 1 or text[start + 1] in " \t"):
+            start += 1  # a shell prompt or heading mark ("$ make", "% gdb", "# Install"), or one alone
         elif (first in _LEADING_STRAY and first not in _PAIRS and first != '"' and not _PATH_START.match(inner)
               and not _is_option(text, start)):
             start += 1
@@ -219,9 +222,17 @@ def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
 # A path or a dotfile starts with what is stray punctuation elsewhere: ~/.pyenv/version, ./configure, /usr/bin,
 # .python-version, .5 (a decimal).
 _PATH_START = re.compile(r"(~|\.{1,2})?/[\w.~-]|\.[\w-]")
+# What starts a shell command line or a Markdown heading: not part of an answer at the start of a line.
+_PROMPTS = frozenset("$%>#")
 # A command-line option: -G, -qq, --enable-tui (see _is_option for what may stand before it).
 _OPTION = re.compile(r"--?[0-9A-Za-z_]")
 _WORD_BEFORE_PERIOD = re.compile(r"(\d|[a-z]{4,}|[A-Za-z]{2,}[a-z]{2,})\.$")
+
+
+def _at_line_start(text: str, i: int) -> bool:
+    """True when only spaces or tabs stand between the line's start and ``text[i]``."""
+    line_start = text.rfind("\n", 0, i) + 1
+    return not text[line_start:i].strip(" \t")
 
 
 def _sentence_period(inner: str) -> bool:

@@ -39,6 +39,7 @@ from qa.spans import clean_span, tidy_span, whole_words
     ("`--enable-tui`", "--enable-tui"),
     ("-- and then", "and then"),  # a dash set off by a space is punctuation
     ("- item", "item"),
+    ("$5 million", "$5 million"),  # a currency sign stays
 ])
 def test_tidy_span_examples(raw, clean):
     text = f"<<{raw}>>"
@@ -46,8 +47,24 @@ def test_tidy_span_examples(raw, clean):
     assert text[start:end] == clean
 
 
+@pytest.mark.parametrize(("line", "clean"), [
+    ("$ ./configure --prefix=/usr", "./configure --prefix=/usr"),  # a shell prompt at a line's start goes
+    ("  % gdb --config", "gdb --config"),
+    ("# Installation", "Installation"),  # and a Markdown heading's mark
+    ("$5 million", "$5 million"),  # a currency sign stays
+])
+def test_a_prompt_at_a_lines_start_is_no_part_of_the_answer(line, clean):
+    text = f"Intro.\n{line}\nmore"
+    start = text.index(line)
+    s, e = tidy_span(text, start, start + len(line))
+    assert text[s:e] == clean
+
+
 def test_nothing_left_is_none():
     assert tidy_span(" , ; ", 0, 5) is None
+    text = "run it via:\n\n\t$ ./test/integration/run-tests\n"
+    assert tidy_span(text, text.index("$"), text.index("$") + 1) is None  # a prompt alone is no answer
+    assert tidy_span("costs 5 $ here", 8, 9) == (8, 9)  # not at a line's start: left alone
     assert tidy_span("abc", 1, 1) is None
     with pytest.raises(ValueError, match="not inside"):
         tidy_span("abc", 2, 9)
