@@ -49,6 +49,11 @@ def _shown_path(source: str) -> str:
         return source
 
 
+#: The runners-up keep the reader's order: the answer is the reader's best span, so a runner-up may score higher
+#: (the score is each span's own probability of being right; README, "What the score means").
+OTHERS = "Other candidates, in the reader's order"
+
+
 def render_result(result: QAResult, unsure_below: float = 0.0) -> RenderableType:
     """The best answer with its citation and context, then the runners-up; or the abstention, with what `qa`
     would have answered (``result.candidates``). An answer scoring below ``unsure_below`` is marked unsure."""
@@ -61,7 +66,7 @@ def render_result(result: QAResult, unsure_below: float = 0.0) -> RenderableType
             Text.assemble("Best guess, too unlikely to give: ", (best.text, "bold"), "  ",
                           (f"score {best.score:.2f}", "dim"), "  ", (citation(best), "cyan")),
         ]
-        body += _others("Other candidates", result.candidates[1:])
+        body += _others(OTHERS, result.candidates[1:])
         return Panel(Group(*body), title=escape(result.question), title_align="left", border_style="yellow")
     best = result.answers[0]
     unsure = best.score < unsure_below
@@ -70,7 +75,7 @@ def render_result(result: QAResult, unsure_below: float = 0.0) -> RenderableType
     if unsure:
         head.append("  unsure: check the cited passage", style="yellow")
     body = [head, Text(citation(best), style="cyan"), Text(""), answer_in_context(best)]
-    body += _others("Other candidates", result.answers[1:])
+    body += _others(OTHERS, result.answers[1:])
     return Panel(Group(*body), title=escape(result.question), title_align="left",
                  border_style="yellow" if unsure else "green")
 
@@ -78,13 +83,13 @@ def render_result(result: QAResult, unsure_below: float = 0.0) -> RenderableType
 def _others(title: str, answers: Sequence[Answer]) -> list[RenderableType]:
     if not answers:
         return []
-    table = Table(title=title, title_justify="left", show_edge=False, expand=False)
+    table = Table(show_edge=False, expand=False)  # the title above it, not wrapped to the table's width
     table.add_column("answer")
     table.add_column("score", justify="right")
     table.add_column("cited span")
     for a in answers:
         table.add_row(escape(a.text), f"{a.score:.2f}", escape(citation(a)))
-    return [Text(""), table]
+    return [Text(""), Text(title, style="italic"), table]
 
 
 def render_excerpt(ex) -> RenderableType:

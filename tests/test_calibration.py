@@ -291,6 +291,13 @@ def test_ask_marks_an_unsure_answer_and_shows_the_best_guess_when_abstaining():
     console.print(render_result(assistant.read("When?", hits, min_score=0.9), unsure_below=0.7))
     text = console.export_text()
     assert "No answer found" in text and "Best guess" in text and "1889" in text
+    two = Assistant(None, _ListReader([("1889", 0.6), ("Paris", 0.8)]), Settings())  # a runner-up scoring higher
+    console = Console(width=120, record=True)
+    console.print(render_result(two.read("When?", hits, min_score=0.5)))
+    text = console.export_text()
+    assert text.splitlines()[1].split()[1] == "1889"  # the reader's best span stays the answer, a runner-up
+    assert "Other candidates, in the reader's order" in text  # may score higher: the title says why
+    assert text.index("Other candidates, in the reader's order") < text.rindex("Paris")
 
 
 @pytest.fixture(scope="module")
