@@ -269,12 +269,12 @@ def entry_questions(entry: Entry, text: str, at: int, rng: random.Random) -> Ite
 def param_question(short: str, description: str) -> str | None:
     """"Which argument of F ..." asked from a parameter's first sentence, or None where it reads badly."""
     what = description.rstrip(".:; ")
-    word = what.split(" ", 1)
+    first, _, rest = what.partition(" ")
     if m := re.match(r"(?i)if true,? (.+)", what):
         return f"Which argument of {short} {m.group(1)}?"
     if m := re.match(r"(?i)whether (to |or not to )?(.+)", what):
         return f"Which argument of {short} decides whether {m.group(1) or ''}{m.group(2)}?"
-    if word[0] in ("The", "A", "An", "Number", "Maximum", "Minimum", "Path", "Name", "List") and len(word) > 1:
+    if first in ("The", "A", "An", "Number", "Maximum", "Minimum", "Path", "Name", "List") and rest:
         return f"Which argument of {short} gives {what[0].lower()}{what[1:]}?"
     return None
 

@@ -40,14 +40,18 @@ class FileScan:
     excluded: tuple[Path, ...]  # files and folders left out by an exclusion rule (a folder once, not its files)
 
 
+def _inner_name(path: Path) -> tuple[str, bool]:
+    """The file name without a ``.gz`` suffix, and whether it had one."""
+    name = path.name
+    compressed = name.lower().endswith(GZIP_SUFFIX) and len(name) > len(GZIP_SUFFIX)
+    return (name[: -len(GZIP_SUFFIX)] if compressed else name), compressed
+
+
 def document_format(path: Path) -> tuple[str, bool] | None:
     """How a file is read: (the suffix of its format, whether it is gzip-compressed), or None when it is of no
     supported format. ``guide.md`` -> (".md", False); ``FAQ.txt.gz`` -> (".txt", True); ``README`` and
     ``NEWS.gz`` -> (".txt", False / True); ``README.Debian`` and ``data.csv.gz`` -> None."""
-    name = path.name
-    compressed = name.lower().endswith(GZIP_SUFFIX) and len(name) > len(GZIP_SUFFIX)
-    if compressed:
-        name = name[: -len(GZIP_SUFFIX)]
+    name, compressed = _inner_name(path)
     suffix = Path(name).suffix.lower()
     if suffix in SUPPORTED_SUFFIXES:
         return suffix, compressed
@@ -59,18 +63,17 @@ def document_format(path: Path) -> tuple[str, bool] | None:
 def document_stem(path: Path) -> Path:
     """``path`` without the suffixes of its format: ``docs/FAQ.txt.gz`` -> ``docs/FAQ``, ``a/guide.md`` ->
     ``a/guide``; a file of no supported format loses its last suffix only."""
-    fmt = document_format(path)
-    if fmt is None:
+    if document_format(path) is None:
         return path.with_suffix("")
-    name = path.name[: -len(GZIP_SUFFIX)] if fmt[1] else path.name
-    return path.with_name(Path(name).stem)
+    return path.with_name(Path(_inner_name(path)[0]).stem)
 
 
 def unsupported_reason(path: Path) -> str:
     """Why a file is not read as a document: its suffix."""
     suffix = path.suffix.lower()
-    if suffix == GZIP_SUFFIX:
-        inner = Path(path.name[: -len(GZIP_SUFFIX)]).suffix.lower()
+    name, compressed = _inner_name(path)
+    if compressed:
+        inner = Path(name).suffix.lower()
         return f"unsupported format {inner + GZIP_SUFFIX!r}" if inner else "unsupported format (a .gz of no known kind)"
     return f"unsupported format {suffix!r}" if suffix else "unsupported format (no file name suffix)"
 
