@@ -8,6 +8,8 @@ Two steps, so the slow one (asking) is done once and the fit can be redone in a 
     # the dev figures: all questions of named articles, against an index of every article of the file
     python eval/fit_calibration.py collect ../shared/data/squad/squad11-dev-train.json --out runs/cal/dev11.jsonl \\
         --ask Steam_engine --ask Packet_switching --ask Immune_system --ask Imperialism --conditions inside,outside
+    # the questions of a JSONL gold file about a folder of documents (indexed as `qa index` does)
+    python eval/fit_calibration.py collect-gold eval/docs4-gold.jsonl --docs eval/docs4 --out runs/cal/docs4.jsonl
     # 2. fit on the first, write the calibration next to the reader's weights
     python eval/fit_calibration.py fit runs/cal/train.jsonl --out qa/models/reader/calibration.json
     # 3. report on records no choice was made on
@@ -166,6 +168,44 @@ def collect(args) -> int:
     return 0
 
 
+def collect_gold(args) -> int:
+    """Records of a JSONL gold file about a folder of documents (``inside``: the folder indexed, as `qa index`
+    does); the record's ``article`` is the question's ``doc_id`` (its file's name when it has none)."""
+    from rich.progress import track
+
+    from qa.gold import load_gold_jsonl
+    from qa.indexing import build_index
+    from qa.pipeline import Assistant
+
+    gold = load_gold_jsonl(args.gold)
+    if not args.docs.is_dir():
+        raise QAError(f"{args.docs}: no such folder of documents")
+    settings = Settings.from_env(reader=args.reader, threads=args.threads, calibration="none")
+    index = args.work / f"{args.docs.name}-index"
+    build_index([args.docs], index, settings=settings)
+    done = set()
+    if args.out.exists():  # resume: skip what is written
+        done = {json.loads(line)["qid"] for line in args.out.read_text(encoding="utf-8").splitlines() if line}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    assistant = Assistant.open(index, settings)
+    try:
+        with args.out.open("a", encoding="utf-8") as out:
+            for ex in track([e for e in gold.examples if e.qid not in done], description=args.gold.name):
+                t0 = time.perf_counter()
+                result = assistant.ask(ex.question, max_answers=CANDIDATES, min_score=0.0)
+                out.write(json.dumps({
+                    "condition": "inside", "article": ex.doc_id or args.gold.stem, "file": args.gold.stem,
+                    "qid": ex.qid, "question": ex.question, "gold": list(ex.answers),
+                    "rank_penalty": assistant.reader.rank_penalty,
+                    "seconds": round(time.perf_counter() - t0, 4), "result": result.to_dict(),
+                }) + "\n")
+                out.flush()
+    finally:
+        assistant.close()
+    print(f"{args.out}: {len(gold.examples)} questions of {args.gold}")
+    return 0
+
+
 def fit_logistic(rows: list[tuple[tuple[float | None, ...], bool]], c: float = 1.0) -> Logistic:
     """A logistic regression over (features, label) rows (scikit-learn), standardized; a feature not measured
     (None) counts as its mean."""
@@ -242,9 +282,11 @@ def choose_threshold(records: list[dict], hold_out: int, abstention: float, c: f
     left out of a first fit: the lowest score at which it abstains on ``abstention`` of those articles' ``outside``
     questions, or (``max_f1_drop``) the highest at which the F1 of their answerable ``inside`` questions is at
     most that many points below never abstaining."""
-    titles = sorted({r["article"] for r in records})
+    # drawn among the articles also asked about with the article not indexed: the rule needs their outside
+    # questions (records of a JSONL gold file, all inside, are only fitted on)
+    titles = sorted({r["article"] for r in records if r["condition"] == "outside"})
     if len(titles) <= hold_out:
-        raise QAError(f"only {len(titles)} articles in the records; hold out fewer than that")
+        raise QAError(f"only {len(titles)} articles with outside records; hold out fewer than that")
     held = set(random.Random(seed).sample(titles, hold_out))
     cal = fit_calibrator([r for r in records if r["article"] not in held], reader_sha256="-", info={}, c=c)
     check = [(r, *shown(r, cal)) for r in records if r["article"] in held]
@@ -289,6 +331,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--reader", default=None, help="reader folder (default: the shipped one)")
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--work", type=Path, default=Path("runs/calibration"), help="folder for the indexes")
+    g = sub.add_parser("collect-gold", help="the same for a JSONL gold file about a folder of documents")
+    g.add_argument("gold", type=Path, help="JSONL gold file (eval/README.md)")
+    g.add_argument("--docs", type=Path, required=True, help="the folder its questions are about")
+    g.add_argument("--out", type=Path, required=True, help="records file (JSONL; appended to, so a run resumes)")
+    g.add_argument("--reader", default=None, help="reader folder (default: the shipped one)")
+    g.add_argument("--threads", type=int, default=None)
+    g.add_argument("--work", type=Path, default=Path("runs/calibration"), help="folder for the index")
     f = sub.add_parser("fit", help="fit a calibration on records")
     f.add_argument("records", type=Path, nargs="+")
     f.add_argument("--out", type=Path, required=True)
@@ -321,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     cp.add_argument("--threshold-b", type=float, default=None, help="B's threshold (default: --threshold)")
     args = ap.parse_args(argv)
     try:
-        steps = {"collect": collect, "fit": fit, "report": report, "penalty": penalty, "compare": compare,
-                 "policy": policy}
+        steps = {"collect": collect, "collect-gold": collect_gold, "fit": fit, "report": report, "penalty": penalty,
+                 "compare": compare, "policy": policy}
         return steps[args.step](args)
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)

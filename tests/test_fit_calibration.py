@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+from test_cli_index import fake_models  # noqa: F401 - a fixture, by name
 
 from qa.calibration import FEATURES, Calibrator, Logistic, evidence, weights_digest
 from qa.schema import Answer, Chunk, Hit, QAResult, Span
@@ -263,3 +264,48 @@ def test_calibration_loao_scores_each_article_by_a_fit_on_the_others(records, ca
         # the questions about articles not indexed are far from the index: most are abstained on within 2 F1
         assert float(cells[1].rstrip(" %")) >= 80.0
         assert 0.0 <= float(cells[2]) <= 1.0
+
+
+def test_the_threshold_is_chosen_on_articles_with_outside_records(records, tmp_path):
+    """Records of a JSONL gold file (inside only, one 'article' per document) are fitted on but never drawn as the
+    held-out articles whose outside questions set the threshold."""
+    mod = _module()
+    rng = random.Random(5)
+    rows = mod.read_records([records])
+    readme = [_record(200 + i, right=i % 2 == 0, condition="inside", rng=rng) for i in range(40)]
+    for i, r in enumerate(readme):
+        r["article"] = f"readme-{i % 10}"
+    for seed in range(6):  # 5 articles with outside records among 15: some seeds would draw two READMEs
+        t, note = mod.choose_threshold(rows + readme, 2, 0.75, 1.0, seed)
+        assert 0.0 < t < 1.0 and "outside questions abstained" in note
+    with pytest.raises(mod.QAError, match="only 5 articles with outside records"):
+        mod.choose_threshold(rows + readme, 5, 0.75, 1.0, 0)
+
+
+def test_collect_gold_keeps_every_candidate_of_a_jsonl_gold_file(tmp_path, fake_models, monkeypatch):  # noqa: F811
+    from conftest import FakeReader
+
+    import qa.factory
+
+    mod = _module()
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "tool.md").write_text("The tool was released in 2019 by the makers of the city.\n", encoding="utf-8")
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "a", "question": "When was the tool released?", "answers": ["2019"],
+                                "doc_id": "tool"}) + "\n"
+                    + json.dumps({"id": "b", "question": "Who paints the tool?", "answers": []}) + "\n",
+                    encoding="utf-8")
+    monkeypatch.setenv("QA_MODEL_DIR", str(tmp_path / "models"))
+    reader = FakeReader()
+    reader.rank_penalty = 1.5  # what a TransformersReader records with its answers
+    monkeypatch.setattr(qa.factory, "make_reader", lambda settings: reader)
+    out = tmp_path / "records.jsonl"
+    args = ["collect-gold", str(gold), "--docs", str(docs), "--out", str(out), "--work", str(tmp_path / "w")]
+    assert mod.main(args) == 0
+    rows = mod.read_records([out])
+    assert [(r["qid"], r["article"], r["file"], r["gold"], r["condition"]) for r in rows] == [
+        ("a", "tool", "gold", ["2019"], "inside"), ("b", "gold", "gold", [], "inside")]
+    assert all(QAResult.from_dict(r["result"]).hits for r in rows)
+    assert mod.main(args) == 0 and len(mod.read_records([out])) == 2  # asked again: nothing is added
+    assert mod.main(["collect-gold", str(gold), "--docs", str(tmp_path / "nope"), "--out", str(out)]) == 1
