@@ -13,6 +13,14 @@ scores of all articles are pooled:
 - expected calibration error (15 bins) of the best spans' probabilities and of the other candidates'.
 
 A feature or a way of fitting is kept when it wins here; the dev and final records are for reporting.
+
+Records of other questions can be part of every fit without being scored (``--fit-also``), and the scored ones
+held out by the file they were collected from instead of by article (``--group file``, records of
+`fit_calibration.py collect-gold`) and weighted in the fits (``--repeat``): README questions added to the
+SQuAD tune records, each docs file scored by a fit on the tune records and the other files:
+
+    python eval/calibration_loao.py runs/cal/docs*.jsonl --fit-also runs/cal/tune20.jsonl \
+        --fit-also runs/cal/tune11.jsonl --group file --repeat 3 --way two
 """
 
 from __future__ import annotations
@@ -41,15 +49,18 @@ def fit(per_record: list[list], way: str) -> Calibrator:
     return Calibrator(one, one, "-", {})
 
 
-def held_out_scores(records: list[dict], way: str):
+def held_out_scores(records: list[dict], way: str, *, fixed: list[list] = (), group: str = "article",
+                    repeat: int = 1):
     """(record, best span's probability, its F1, right) and (probability, right) of every other candidate,
-    each article scored by a fit on the others."""
+    each ``group`` (a record's field) scored by a fit on the others (their rows ``repeat`` times) and the
+    candidate rows ``fixed``."""
     rows_of = [candidate_rows(r) for r in records]  # the evidence of each record, computed once
     best, others = [], []
-    for title in sorted({r["article"] for r in records}):
-        cal = fit([rows for r, rows in zip(records, rows_of, strict=True) if r["article"] != title], way)
+    for title in sorted({r[group] for r in records}):
+        rest = [rows for r, rows in zip(records, rows_of, strict=True) if r[group] != title]
+        cal = fit(list(fixed) + rest * repeat, way)
         for r, rows in zip(records, rows_of, strict=True):
-            if r["article"] != title:
+            if r[group] != title:
                 continue
             if not rows:
                 best.append((r, 0.0, 0.0, False))
@@ -64,15 +75,29 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("records", nargs="+", type=Path, help="records of `fit_calibration.py collect` (tune articles)")
     ap.add_argument("--way", action="append", choices=WAYS, help="ways of fitting to compare (default: all)")
+    ap.add_argument("--fit-also", action="append", type=Path, default=[],
+                    help="records in every fit, never scored (repeat)")
+    ap.add_argument("--group", choices=("article", "file"), default="article",
+                    help="what is held out: an article (a document of a gold file), or a gold file")
+    ap.add_argument("--repeat", type=int, default=1, help="weight of the scored records in the fits (rows repeated)")
     args = ap.parse_args(argv)
     records = read_records(args.records)
-    print(f"{len(records)} records of {len({r['article'] for r in records})} articles, each scored by a fit on "
-          "the others\n")
-    print("| fitted | v2.0 unanswerable abstained (answerable F1 within 3) | not indexed abstained (within 2) "
+    missing = [r["qid"] for r in records if args.group not in r]
+    if missing:
+        print(f"error: record {missing[0]} has no {args.group!r} (only collect-gold records name their file)",
+              file=sys.stderr)
+        return 1
+    if args.repeat < 1:
+        print("error: --repeat must be at least 1", file=sys.stderr)
+        return 1
+    fixed = [candidate_rows(r) for r in read_records(args.fit_also)] if args.fit_also else []
+    print(f"{len(records)} records of {len({r[args.group] for r in records})} {args.group}s, each scored by a fit "
+          f"on the others (x{args.repeat}){' and ' + str(len(fixed)) + ' more records' if fixed else ''}\n")
+    print("| fitted | unanswerable abstained (answerable F1 within 3) | not indexed abstained (within 2) "
           "| ECE best spans | ECE other candidates |")
     print("|---|---|---|---|---|")
     for way in args.way or WAYS:
-        best, others = held_out_scores(records, way)
+        best, others = held_out_scores(records, way, fixed=fixed, group=args.group, repeat=args.repeat)
         shown = [(p, right) for _, p, _, right in best]
         print(f"| {way} | {abstained_within(best, 'unanswerable', 3.0):.1f} % "
               f"| {abstained_within(best, 'outside', 2.0):.1f} % | {expected_calibration_error(shown, 15):.3f} "

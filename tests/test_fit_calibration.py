@@ -266,6 +266,25 @@ def test_calibration_loao_scores_each_article_by_a_fit_on_the_others(records, ca
         assert 0.0 <= float(cells[2]) <= 1.0
 
 
+def test_calibration_loao_can_hold_out_gold_files_with_other_records_in_every_fit(records, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("calibration_loao", ROOT / "eval" / "calibration_loao.py")
+    loao = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loao)
+    rng = random.Random(7)
+    docs = [_record(300 + i, right=i % 3 != 0, condition="inside", rng=rng) for i in range(30)]
+    for i, r in enumerate(docs):
+        r["file"] = f"docs{i % 3}-gold"
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in docs), encoding="utf-8")
+    assert loao.main([str(path), "--fit-also", str(records), "--group", "file", "--repeat", "3", "--way", "two"]) == 0
+    out = capsys.readouterr().out
+    assert "30 records of 3 files, each scored by a fit on the others (x3) and 100 more records" in out
+    cells = next(line for line in out.splitlines() if line.startswith("| two")).split(" | ")
+    assert 0.0 <= float(cells[3]) <= 1.0
+    assert loao.main([str(records), "--group", "file"]) == 1  # SQuAD records name no file
+    assert "has no 'file'" in capsys.readouterr().err
+
+
 def test_the_threshold_is_chosen_on_articles_with_outside_records(records, tmp_path):
     """Records of a JSONL gold file (inside only, one 'article' per document) are fitted on but never drawn as the
     held-out articles whose outside questions set the threshold."""
