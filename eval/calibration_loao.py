@@ -19,8 +19,9 @@ held out by the file they were collected from instead of by article (``--group f
 `fit_calibration.py collect-gold`) and weighted in the fits (``--repeat``): README questions added to the
 SQuAD tune records, each docs file scored by a fit on the tune records and the other files:
 
-    python eval/calibration_loao.py runs/cal/docs*.jsonl --fit-also runs/cal/tune20.jsonl \
-        --fit-also runs/cal/tune11.jsonl --group file --repeat 3 --way two
+    python eval/calibration_loao.py runs/cal/docs.jsonl runs/cal/docs2.jsonl runs/cal/docs3.jsonl \
+        runs/cal/docs4.jsonl --fit-also runs/cal/tune20.jsonl --fit-also runs/cal/tune11.jsonl --group file \
+        --repeat 3 --way two
 """
 
 from __future__ import annotations
