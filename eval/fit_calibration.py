@@ -127,6 +127,16 @@ def build_indexes(corpus, asked, conditions, work: Path, settings: Settings) -> 
     return dirs
 
 
+def ask_record(assistant, question: str, gold, **fields) -> str:
+    """One record line: ``fields`` (condition, article, ...), the question asked end to end with the reader's own
+    score and no threshold, its gold answers, and every candidate and passage."""
+    t0 = time.perf_counter()
+    result = assistant.ask(question, max_answers=CANDIDATES, min_score=0.0)
+    return json.dumps({**fields, "question": question, "gold": list(gold),
+                       "rank_penalty": assistant.reader.rank_penalty,
+                       "seconds": round(time.perf_counter() - t0, 4), "result": result.to_dict()}) + "\n"
+
+
 def collect(args) -> int:
     from rich.progress import track
 
@@ -154,13 +164,7 @@ def collect(args) -> int:
             try:
                 todo = [(t, q) for t, qs in asked.items() for _, q in qs if (cond, q.qid) not in done]
                 for title, q in track(todo, description=cond):
-                    t0 = time.perf_counter()
-                    result = assistant.ask(q.question, max_answers=CANDIDATES, min_score=0.0)
-                    out.write(json.dumps({
-                        "condition": cond, "article": title, "qid": q.qid, "question": q.question,
-                        "gold": list(q.answers), "rank_penalty": assistant.reader.rank_penalty,
-                        "seconds": round(time.perf_counter() - t0, 4), "result": result.to_dict(),
-                    }) + "\n")
+                    out.write(ask_record(assistant, q.question, q.answers, condition=cond, article=title, qid=q.qid))
                     out.flush()
             finally:
                 assistant.close()
@@ -191,14 +195,8 @@ def collect_gold(args) -> int:
     try:
         with args.out.open("a", encoding="utf-8") as out:
             for ex in track([e for e in gold.examples if e.qid not in done], description=args.gold.name):
-                t0 = time.perf_counter()
-                result = assistant.ask(ex.question, max_answers=CANDIDATES, min_score=0.0)
-                out.write(json.dumps({
-                    "condition": "inside", "article": ex.doc_id or args.gold.stem, "file": args.gold.stem,
-                    "qid": ex.qid, "question": ex.question, "gold": list(ex.answers),
-                    "rank_penalty": assistant.reader.rank_penalty,
-                    "seconds": round(time.perf_counter() - t0, 4), "result": result.to_dict(),
-                }) + "\n")
+                out.write(ask_record(assistant, ex.question, ex.answers, condition="inside",
+                                     article=ex.doc_id or args.gold.stem, file=args.gold.stem, qid=ex.qid))
                 out.flush()
     finally:
         assistant.close()

@@ -70,11 +70,11 @@ def document_stem(path: Path) -> Path:
 
 def unsupported_reason(path: Path) -> str:
     """Why a file is not read as a document: its suffix."""
-    suffix = path.suffix.lower()
     name, compressed = _inner_name(path)
+    suffix = Path(name).suffix.lower()
     if compressed:
-        inner = Path(name).suffix.lower()
-        return f"unsupported format {inner + GZIP_SUFFIX!r}" if inner else "unsupported format (a .gz of no known kind)"
+        return (f"unsupported format {suffix + GZIP_SUFFIX!r}" if suffix
+                else "unsupported format (a .gz of no known kind)")
     return f"unsupported format {suffix!r}" if suffix else "unsupported format (no file name suffix)"
 
 

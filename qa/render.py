@@ -66,7 +66,7 @@ def render_result(result: QAResult, unsure_below: float = 0.0) -> RenderableType
             Text.assemble("Best guess, too unlikely to give: ", (best.text, "bold"), "  ",
                           (f"score {best.score:.2f}", "dim"), "  ", (citation(best), "cyan")),
         ]
-        body += _others(OTHERS, result.candidates[1:])
+        body += _others(result.candidates[1:])
         return Panel(Group(*body), title=escape(result.question), title_align="left", border_style="yellow")
     best = result.answers[0]
     unsure = best.score < unsure_below
@@ -75,12 +75,12 @@ def render_result(result: QAResult, unsure_below: float = 0.0) -> RenderableType
     if unsure:
         head.append("  unsure: check the cited passage", style="yellow")
     body = [head, Text(citation(best), style="cyan"), Text(""), answer_in_context(best)]
-    body += _others(OTHERS, result.answers[1:])
+    body += _others(result.answers[1:])
     return Panel(Group(*body), title=escape(result.question), title_align="left",
                  border_style="yellow" if unsure else "green")
 
 
-def _others(title: str, answers: Sequence[Answer]) -> list[RenderableType]:
+def _others(answers: Sequence[Answer]) -> list[RenderableType]:
     if not answers:
         return []
     table = Table(show_edge=False, expand=False)  # the title above it, not wrapped to the table's width
@@ -89,7 +89,7 @@ def _others(title: str, answers: Sequence[Answer]) -> list[RenderableType]:
     table.add_column("cited span")
     for a in answers:
         table.add_row(escape(a.text), f"{a.score:.2f}", escape(citation(a)))
-    return [Text(""), Text(title, style="italic"), table]
+    return [Text(""), Text(OTHERS, style="italic"), table]
 
 
 def render_excerpt(ex) -> RenderableType:
