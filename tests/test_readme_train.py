@@ -1,0 +1,60 @@
+"""eval/readme_train.py: README gold questions placed in the passages `qa` retrieved for them (fake models)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from test_cli_index import fake_models  # noqa: F401 - a fixture, by name
+
+from qa.squad import load_squad
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "eval" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_questions_go_with_a_retrieved_passage_that_holds_their_answer(tmp_path, fake_models, monkeypatch):  # noqa: F811
+    from conftest import FakeReader
+
+    import qa.factory
+
+    eval_dir = tmp_path / "eval"
+    (eval_dir / "mini").mkdir(parents=True)
+    # Markdown: the reader reads the view, where the emphasis marks around the version are gone
+    (eval_dir / "mini" / "tool.md").write_text(
+        "# Tool\n\nThe tool was released in **2019** by the makers of the city.\n", encoding="utf-8")
+    rows = [{"id": "a", "question": "When was the tool released?", "answers": ["**2019**", "2019"], "doc_id": "tool"},
+            {"id": "b", "question": "Who paints the tool?", "answers": [], "doc_id": "tool"},
+            {"id": "c", "question": "Who sells the tool?", "answers": ["Tool"], "doc_id": "tool"},
+            {"id": "d", "question": "Where is the manual?", "answers": ["absent words"], "doc_id": "tool"}]
+    (eval_dir / "mini-gold.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    monkeypatch.setenv("QA_MODEL_DIR", str(tmp_path / "models"))
+    reader = FakeReader()
+    reader.rank_penalty = 1.5
+    monkeypatch.setattr(qa.factory, "make_reader", lambda settings: reader)
+    records, work = tmp_path / "records", tmp_path / "idx"
+    fit = _module("fit_calibration")
+    assert fit.main(["collect-gold", str(eval_dir / "mini-gold.jsonl"), "--docs", str(eval_dir / "mini"),
+                     "--out", str(records / "mini.jsonl"), "--work", str(work)]) == 0
+
+    out = tmp_path / "train.json"
+    mod = _module("readme_train")
+    assert mod.main([str(out), "mini", "--records", str(records), "--indexes", str(work),
+                     "--eval-dir", str(eval_dir)]) == 0
+    [article] = load_squad(out)
+    assert article.title == "mini/tool"
+    placed = {q.qid: (p.context, q) for p in article.paragraphs for q in p.questions}
+    assert set(placed) == {"mini-a", "mini-b", "mini-c"}  # d's answer is in no passage: left out
+    context, a = placed["mini-a"]
+    assert "**" not in context and a.answers == ("2019",)  # the first gold answer found in the view
+    assert context[a.answer_starts[0]:a.answer_starts[0] + 4] == "2019" and not a.is_impossible
+    assert placed["mini-b"][1].is_impossible and placed["mini-b"][1].answers == ()
+    assert mod.main([str(out), "other", "--records", str(records), "--indexes", str(work),
+                     "--eval-dir", str(eval_dir)]) == 2  # no such gold file: a clear error, no traceback
