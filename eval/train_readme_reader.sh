@@ -1,0 +1,37 @@
+#!/bin/bash
+# A reader fine-tuned from v6 on SQuAD plus README gold files (model card, "v12"); resumes a stopped run.
+#
+#   bash eval/train_readme_reader.sh NAME SEED GOLD_NAME... [-- SHARED_DATA [RUNS]]
+#   bash eval/train_readme_reader.sh v12 37 docs docs2 docs3 docs4 docs7 docs8 docs10 docs11 docs12
+#
+# First collects v6's records of each GOLD_NAME (`fit_calibration.py collect-gold`, RUNS/caldocs; a file done
+# is skipped, about 20 s each), which place its questions in their retrieved passages (eval/readme_train.py);
+# writes RUNS/NAME/readme-train.json and the model in RUNS/NAME/model; 800 steps of 32 windows, about 55-65
+# min on 2 CPU cores. v6 is copied to RUNS/v6-base from qa/models/reader (refused if that is another reader). Never name a judge of the run (eval/results/reader-*-rule.md) as a GOLD_NAME.
+set -euo pipefail
+NAME=${1:?run name}; SEED=${2:?seed}; shift 2
+TRAIN=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do TRAIN+=("$1"); shift; done
+[ "${1:-}" == "--" ] && shift
+[ ${#TRAIN[@]} -gt 0 ] || { echo "name at least one README gold file to train on" >&2; exit 2; }
+cd "$(dirname "$0")/.."
+D=${1:-../shared/data}/squad
+R=${2:-$HOME/qa-runs}
+V6_SHA256=3463eb67cf1303f6   # the start of v6's model.safetensors sha256
+if [ ! -d "$R/v6-base" ]; then
+  if [ "$(sha256sum qa/models/reader/model.safetensors | cut -c1-16)" != "$V6_SHA256" ]; then
+    echo "qa/models/reader is not v6: put v6 in $R/v6-base (git show 50d78da:qa/models/reader/...)" >&2; exit 2
+  fi
+  cp -r qa/models/reader "$R/v6-base"
+fi
+for g in "${TRAIN[@]}"; do
+  python eval/fit_calibration.py collect-gold "eval/$g-gold.jsonl" --docs "eval/$g" --reader "$R/v6-base" \
+    --out "$R/caldocs/$g.jsonl" --work "$R/caldocs/idx"
+done
+python eval/readme_train.py "$R/$NAME/readme-train.json" "${TRAIN[@]}" --records "$R/caldocs" --indexes "$R/caldocs/idx"
+HOLD=()
+for a in Computational_complexity_theory European_Union_law Yuan_dynasty Warsaw Steam_engine Packet_switching \
+         Immune_system Imperialism; do HOLD+=(--dev-article "$a"); done
+exec qa train-reader "$D/squad11-train.json:0.3" "$D/squad20-dev-half-train.json" "$R/$NAME/readme-train.json:6" \
+  -o "$R/$NAME/model" "${HOLD[@]}" --paragraph-negatives 0.15 --retrieved-negatives 0.15 --base-model "$R/v6-base" \
+  --epochs 1 --max-steps 800 --learning-rate 3e-5 --seed "$SEED" --save-every 100 --resume --log "$R/$NAME/train.log"
