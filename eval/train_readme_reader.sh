@@ -7,7 +7,8 @@
 # First collects v6's records of each GOLD_NAME (`fit_calibration.py collect-gold`, RUNS/caldocs; a file done
 # is skipped, about 20 s each), which place its questions in their retrieved passages (eval/readme_train.py);
 # writes RUNS/NAME/readme-train.json and the model in RUNS/NAME/model; 800 steps of 32 windows, about 55-65
-# min on 2 CPU cores. v6 is copied to RUNS/v6-base from qa/models/reader (refused if that is another reader). Never name a judge of the run (eval/results/reader-*-rule.md) as a GOLD_NAME.
+# min on 2 CPU cores. v6 is copied to RUNS/v6-base from qa/models/reader (refused if that is another reader).
+# The held-out files (eval/README.md: the judges docs5, docs6, docs9, docs13) are refused as GOLD_NAMEs.
 set -euo pipefail
 NAME=${1:?run name}; SEED=${2:?seed}; shift 2
 TRAIN=()
@@ -15,6 +16,11 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do TRAIN+=("$1"); shift; done
 [ "${1:-}" == "--" ] && shift
 [ ${#TRAIN[@]} -gt 0 ] || { echo "name at least one README gold file to train on" >&2; exit 2; }
 cd "$(dirname "$0")/.."
+HELD_OUT=" docs5 docs6 docs9 docs13 "
+for g in "${TRAIN[@]}"; do
+  case "$HELD_OUT" in *" $g "*) echo "$g is held out (a judge, eval/README.md): not training data" >&2; exit 2;; esac
+  [ -f "eval/$g-gold.jsonl" ] || { echo "no gold file eval/$g-gold.jsonl" >&2; exit 2; }
+done
 D=${1:-../shared/data}/squad
 R=${2:-$HOME/qa-runs}
 V6_SHA256=3463eb67cf1303f6   # the start of v6's model.safetensors sha256
