@@ -5,7 +5,8 @@
 
 Prints EM and F1 of each (answerable questions only, and no-answer accuracy where there are unanswerable
 ones), the mean difference B - A and its 95 % bootstrap interval over the questions both reports hold. An
-interval above zero says B is measurably better on this set.
+interval above zero says B is measurably better on this set. It also lists the answerable questions that A
+gets right (F1 >= 0.5) and B does not: "no answerable question lost", as a shipping rule asks of the seed file.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def compare(a: dict[str, dict], b: dict[str, dict], samples: int = 10_000) -> di
     unans = [q for q in shared if not a[q]["gold"]]
     out: dict = {"questions": len(shared), "answerable": len(ans), "unanswerable": len(unans),
                  "only_in_a": len(set(a) - set(b)), "only_in_b": len(set(b) - set(a))}
+    out["lost"] = [q for q in ans if a[q]["f1"] >= 0.5 > b[q]["f1"]]  # right in A, wrong (or abstained) in B
     for metric in ("em", "f1"):
         xa, xb = [100 * a[q][metric] for q in ans], [100 * b[q][metric] for q in ans]
         if ans:
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         if key in res:
             r = res[key]
             print(f"{name:22}{r['a']:8.2f}{r['b']:8.2f}{r['diff']:+8.2f}   {r['ci95'][0]:+.2f} .. {r['ci95'][1]:+.2f}")
+    print(f"answerable right in A (F1 >= 0.5), not in B: {', '.join(res['lost']) or 'none'}")
     return 0
 
 

@@ -32,6 +32,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from calibration_records import read_records  # noqa: E402  (shared with the calibration scripts)
 
 from qa.errors import QAError  # noqa: E402
 
@@ -63,7 +66,7 @@ def build(names: list[str], records_dir: Path, indexes_dir: Path, eval_dir: Path
         path = records_dir / f"{name}.jsonl"
         if not path.exists():
             raise QAError(f"{path}: no records; run `fit_calibration.py collect-gold` on {name} first")
-        records = {r["qid"]: r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines()) if r}
+        records = {r["qid"]: r for r in read_records([path])}
         missing = [e.qid for e in gold.examples if e.qid not in records]
         if missing:
             raise QAError(f"{path}: no record of {len(missing)} question(s) of {name}, e.g. {missing[0]}")

@@ -45,6 +45,17 @@ def test_compare_reports_pairs_questions_by_id(tmp_path):
     assert res["f1"]["a"] == pytest.approx(50.0) and res["f1"]["b"] == pytest.approx(100.0)
     assert res["f1"]["ci95"] == [pytest.approx(50.0), pytest.approx(50.0)]
     assert res["no_answer_accuracy"]["diff"] == pytest.approx(100.0)
+    assert res["lost"] == []  # B answers every question A answers
     table = subprocess.run([sys.executable, str(ROOT / "eval" / "compare_reports.py"), str(pa), str(pb),
                             "--samples", "200"], capture_output=True, text=True, check=True).stdout
     assert "F1 (answerable)" in table and "+50.00" in table
+    swapped = json.loads(subprocess.run([sys.executable, str(ROOT / "eval" / "compare_reports.py"), str(pb), str(pa),
+                                         "--json", "--samples", "100"], capture_output=True, text=True,
+                                        check=True).stdout)
+    assert swapped["lost"] == []  # A's F1 0.5 still counts as right: nothing B answered is lost
+    a[0]["f1"] = 0.4
+    pa.write_text("".join(json.dumps(r) + "\n" for r in a))
+    swapped = json.loads(subprocess.run([sys.executable, str(ROOT / "eval" / "compare_reports.py"), str(pb), str(pa),
+                                         "--json", "--samples", "100"], capture_output=True, text=True,
+                                        check=True).stdout)
+    assert swapped["lost"] == ["q0"]
