@@ -1,8 +1,12 @@
 #!/bin/bash
 # A reader fine-tuned from v6 on SQuAD plus README gold files (model card, "v12"); resumes a stopped run.
 #
-#   bash eval/train_readme_reader.sh NAME SEED GOLD_NAME... [-- SHARED_DATA [RUNS]]
+#   bash eval/train_readme_reader.sh [--written WEIGHT] NAME SEED GOLD_NAME... [-- SHARED_DATA [RUNS]]
 #   bash eval/train_readme_reader.sh v12 37 docs docs2 docs3 docs4 docs7 docs8 docs10 docs11 docs12
+#
+# --written WEIGHT adds the unanswerable questions written for SQuAD train paragraphs
+# (eval/written-unanswerable/*.jsonl, joined with their paragraphs into RUNS/NAME/written-unanswerable.json by
+# eval/written_unanswerable.py) at that weight.
 #
 # First collects v6's records of each GOLD_NAME (`fit_calibration.py collect-gold`, RUNS/caldocs; a file done
 # is skipped, about 20 s each), which place its questions in their retrieved passages (eval/readme_train.py);
@@ -10,6 +14,8 @@
 # min on 2 CPU cores. v6 is copied to RUNS/v6-base from qa/models/reader (refused if that is another reader).
 # The held-out files (eval/README.md: the judges docs5, docs6, docs9, docs13) are refused as GOLD_NAMEs.
 set -euo pipefail
+WRITTEN=""
+if [ "${1:-}" == "--written" ]; then WRITTEN=${2:?weight of the written unanswerable questions}; shift 2; fi
 NAME=${1:?run name}; SEED=${2:?seed}; shift 2
 TRAIN=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do TRAIN+=("$1"); shift; done
@@ -35,9 +41,15 @@ for g in "${TRAIN[@]}"; do
     --out "$R/caldocs/$g.jsonl" --work "$R/caldocs/idx"
 done
 python eval/readme_train.py "$R/$NAME/readme-train.json" "${TRAIN[@]}" --records "$R/caldocs" --indexes "$R/caldocs/idx"
+EXTRA=()
+if [ -n "$WRITTEN" ]; then
+  python eval/written_unanswerable.py build "$D/squad11-train.json" "$R/$NAME/written-unanswerable.json" \
+    eval/written-unanswerable/*.jsonl
+  EXTRA=("$R/$NAME/written-unanswerable.json:$WRITTEN")
+fi
 HOLD=()
 for a in Computational_complexity_theory European_Union_law Yuan_dynasty Warsaw Steam_engine Packet_switching \
          Immune_system Imperialism; do HOLD+=(--dev-article "$a"); done
 exec qa train-reader "$D/squad11-train.json:0.3" "$D/squad20-dev-half-train.json" "$R/$NAME/readme-train.json:6" \
-  -o "$R/$NAME/model" "${HOLD[@]}" --paragraph-negatives 0.15 --retrieved-negatives 0.15 --base-model "$R/v6-base" \
+  "${EXTRA[@]}" -o "$R/$NAME/model" "${HOLD[@]}" --paragraph-negatives 0.15 --retrieved-negatives 0.15 --base-model "$R/v6-base" \
   --epochs 1 --max-steps 800 --learning-rate 3e-5 --seed "$SEED" --save-every 100 --resume --log "$R/$NAME/train.log"
