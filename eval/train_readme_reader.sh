@@ -1,12 +1,12 @@
 #!/bin/bash
 # A reader fine-tuned from v6 on SQuAD plus README gold files (model card, "v12"); resumes a stopped run.
 #
-#   bash eval/train_readme_reader.sh [--written WEIGHT] NAME SEED GOLD_NAME... [-- SHARED_DATA [RUNS]]
+#   bash eval/train_readme_reader.sh [--written WEIGHT[@N]] NAME SEED GOLD_NAME... [-- SHARED_DATA [RUNS]]
 #   bash eval/train_readme_reader.sh v12 37 docs docs2 docs3 docs4 docs7 docs8 docs10 docs11 docs12
 #
-# --written WEIGHT adds the unanswerable questions written for SQuAD train paragraphs
-# (eval/written-unanswerable/*.jsonl, joined with their paragraphs into RUNS/NAME/written-unanswerable.json by
-# eval/written_unanswerable.py) at that weight.
+# --written WEIGHT adds the unanswerable questions written for SQuAD train paragraphs (the batches
+# eval/written-unanswerable/wu1.jsonl .. wuN.jsonl, N 8 unless WEIGHT@N, joined with their paragraphs into
+# RUNS/NAME/written-unanswerable.json by eval/written_unanswerable.py) at that weight.
 #
 # First collects v6's records of each GOLD_NAME (`fit_calibration.py collect-gold`, RUNS/caldocs; a file done
 # is skipped, about 20 s each), which place its questions in their retrieved passages (eval/readme_train.py);
@@ -15,7 +15,11 @@
 # The held-out files (eval/README.md: the judges docs5, docs6, docs9, docs13) are refused as GOLD_NAMEs.
 set -euo pipefail
 WRITTEN=""
-if [ "${1:-}" == "--written" ]; then WRITTEN=${2:?weight of the written unanswerable questions}; shift 2; fi
+BATCHES=8
+if [ "${1:-}" == "--written" ]; then
+  WRITTEN=${2:?weight of the written unanswerable questions}; shift 2
+  case "$WRITTEN" in *@*) BATCHES=${WRITTEN#*@}; WRITTEN=${WRITTEN%@*};; esac
+fi
 NAME=${1:?run name}; SEED=${2:?seed}; shift 2
 TRAIN=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do TRAIN+=("$1"); shift; done
@@ -43,8 +47,9 @@ done
 python eval/readme_train.py "$R/$NAME/readme-train.json" "${TRAIN[@]}" --records "$R/caldocs" --indexes "$R/caldocs/idx"
 EXTRA=()
 if [ -n "$WRITTEN" ]; then
-  python eval/written_unanswerable.py build "$D/squad11-train.json" "$R/$NAME/written-unanswerable.json" \
-    eval/written-unanswerable/*.jsonl
+  WU=()
+  for i in $(seq 1 "$BATCHES"); do WU+=("eval/written-unanswerable/wu$i.jsonl"); done
+  python eval/written_unanswerable.py build "$D/squad11-train.json" "$R/$NAME/written-unanswerable.json" "${WU[@]}"
   EXTRA=("$R/$NAME/written-unanswerable.json:$WRITTEN")
 fi
 HOLD=()
