@@ -1,12 +1,14 @@
 #!/bin/bash
 # A reader fine-tuned from v6 on SQuAD plus README gold files (model card, "v12"); resumes a stopped run.
 #
-#   bash eval/train_readme_reader.sh [--written WEIGHT[@N]] NAME SEED GOLD_NAME... [-- SHARED_DATA [RUNS]]
+#   bash eval/train_readme_reader.sh [--written WEIGHT[@N]] [--readme-weight W] NAME SEED GOLD_NAME...
+#                                    [-- SHARED_DATA [RUNS]]
 #   bash eval/train_readme_reader.sh v12 37 docs docs2 docs3 docs4 docs7 docs8 docs10 docs11 docs12
 #
 # --written WEIGHT adds the unanswerable questions written for SQuAD train paragraphs (the batches
 # eval/written-unanswerable/wu1.jsonl .. wuN.jsonl, N 8 unless WEIGHT@N, joined with their paragraphs into
-# RUNS/NAME/written-unanswerable.json by eval/written_unanswerable.py) at that weight.
+# RUNS/NAME/written-unanswerable.json by eval/written_unanswerable.py) at that weight. --readme-weight W sets the
+# weight of the README questions (6 unless given).
 #
 # First collects v6's records of each GOLD_NAME (`fit_calibration.py collect-gold`, RUNS/caldocs; a file done
 # is skipped, about 20 s each), which place its questions in their retrieved passages (eval/readme_train.py);
@@ -20,6 +22,8 @@ if [ "${1:-}" == "--written" ]; then
   WRITTEN=${2:?weight of the written unanswerable questions}; shift 2
   case "$WRITTEN" in *@*) BATCHES=${WRITTEN#*@}; WRITTEN=${WRITTEN%@*};; esac
 fi
+README_WEIGHT=6
+if [ "${1:-}" == "--readme-weight" ]; then README_WEIGHT=${2:?weight of the README questions}; shift 2; fi
 NAME=${1:?run name}; SEED=${2:?seed}; shift 2
 TRAIN=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do TRAIN+=("$1"); shift; done
@@ -55,6 +59,7 @@ fi
 HOLD=()
 for a in Computational_complexity_theory European_Union_law Yuan_dynasty Warsaw Steam_engine Packet_switching \
          Immune_system Imperialism; do HOLD+=(--dev-article "$a"); done
-exec qa train-reader "$D/squad11-train.json:0.3" "$D/squad20-dev-half-train.json" "$R/$NAME/readme-train.json:6" \
-  "${EXTRA[@]}" -o "$R/$NAME/model" "${HOLD[@]}" --paragraph-negatives 0.15 --retrieved-negatives 0.15 --base-model "$R/v6-base" \
+exec qa train-reader "$D/squad11-train.json:0.3" "$D/squad20-dev-half-train.json" \
+  "$R/$NAME/readme-train.json:$README_WEIGHT" "${EXTRA[@]}" -o "$R/$NAME/model" "${HOLD[@]}" \
+  --paragraph-negatives 0.15 --retrieved-negatives 0.15 --base-model "$R/v6-base" \
   --epochs 1 --max-steps 800 --learning-rate 3e-5 --seed "$SEED" --save-every 100 --resume --log "$R/$NAME/train.log"
