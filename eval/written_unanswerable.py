@@ -28,6 +28,7 @@ KINDS = ("negation", "antonym", "entity swap", "mutual exclusion", "impossible c
 FIELDS = {"id", "title", "paragraph", "question", "plausible_answer", "kind"}
 SEED = 2026
 MAX_CONTEXT_CHARS = 1100  # about one 256-token window with its question
+MAX_DISTINCT_TITLES = 400  # past this many articles in a batch (the train set has 442) titles may repeat
 
 
 def _paragraphs(squad_path: Path) -> dict[tuple[str, int], dict]:
@@ -48,8 +49,8 @@ def sample(squad_path: Path, out_dir: Path, batches: int, per_batch: int) -> lis
         while len(chosen) < per_batch and pos < len(keys):
             key = keys[pos]
             pos += 1
-            if key[0] in titles and len(titles) < 400:
-                continue
+            if key[0] in titles and len(titles) < MAX_DISTINCT_TITLES:
+                continue  # skipped for good: each paragraph goes to one batch at most
             titles.add(key[0])
             chosen.append(key)
         path = out_dir / f"wu{b}-paragraphs.jsonl"
