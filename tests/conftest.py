@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
 import socket
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -17,6 +20,16 @@ hypothesis_settings.load_profile("qa")
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "seeds"
+
+
+def load_eval_script(name: str) -> ModuleType:
+    """Import ``eval/NAME.py`` afresh (the eval scripts are no package); registered in ``sys.modules`` under
+    NAME, where the dataclasses of a script look their module up."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "eval" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 TINY_DOCS = {
     "paris": "Paris is the capital of France. The Eiffel Tower was finished in 1889.\n"

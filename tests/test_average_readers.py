@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_tiny_reader
+from conftest import load_eval_script, make_tiny_reader
 
 from qa.errors import QAError
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("average_readers", ROOT / "eval" / "average_readers.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_eval_script("average_readers")
 
 
 @pytest.fixture(scope="module")

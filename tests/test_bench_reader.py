@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_eval_script
 
 
 def _bench_reader():
-    spec = importlib.util.spec_from_file_location("bench_reader", ROOT / "eval" / "bench_reader.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_eval_script("bench_reader")
 
 
 @pytest.mark.parametrize("length", [16, 64])

@@ -38,24 +38,21 @@ def test_compare_reports_pairs_questions_by_id(tmp_path):
     pa, pb = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     pa.write_text("".join(json.dumps(r) + "\n" for r in a))
     pb.write_text("".join(json.dumps(r) + "\n" for r in b))
-    out = subprocess.run([sys.executable, str(ROOT / "eval" / "compare_reports.py"), str(pa), str(pb), "--json",
-                          "--samples", "500"], capture_output=True, text=True, check=True)
-    res = json.loads(out.stdout)
+    def compare(first, second, *args):
+        return subprocess.run([sys.executable, str(ROOT / "eval" / "compare_reports.py"), str(first), str(second),
+                               *args], capture_output=True, text=True, check=True).stdout
+
+    res = json.loads(compare(pa, pb, "--json", "--samples", "500"))
     assert res["questions"] == 31 and res["answerable"] == 30 and res["unanswerable"] == 1 and res["only_in_a"] == 1
     assert res["f1"]["a"] == pytest.approx(50.0) and res["f1"]["b"] == pytest.approx(100.0)
     assert res["f1"]["ci95"] == [pytest.approx(50.0), pytest.approx(50.0)]
     assert res["no_answer_accuracy"]["diff"] == pytest.approx(100.0)
     assert res["lost"] == []  # B answers every question A answers
-    table = subprocess.run([sys.executable, str(ROOT / "eval" / "compare_reports.py"), str(pa), str(pb),
-                            "--samples", "200"], capture_output=True, text=True, check=True).stdout
+    table = compare(pa, pb, "--samples", "200")
     assert "F1 (answerable)" in table and "+50.00" in table
-    swapped = json.loads(subprocess.run([sys.executable, str(ROOT / "eval" / "compare_reports.py"), str(pb), str(pa),
-                                         "--json", "--samples", "100"], capture_output=True, text=True,
-                                        check=True).stdout)
+    swapped = json.loads(compare(pb, pa, "--json", "--samples", "100"))
     assert swapped["lost"] == []  # A's F1 0.5 still counts as right: nothing B answered is lost
     a[0]["f1"] = 0.4
     pa.write_text("".join(json.dumps(r) + "\n" for r in a))
-    swapped = json.loads(subprocess.run([sys.executable, str(ROOT / "eval" / "compare_reports.py"), str(pb), str(pa),
-                                         "--json", "--samples", "100"], capture_output=True, text=True,
-                                        check=True).stdout)
+    swapped = json.loads(compare(pb, pa, "--json", "--samples", "100"))
     assert swapped["lost"] == ["q0"]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_eval_script
 
 from qa.squad import load_squad
 
@@ -61,11 +60,7 @@ Then run the self-test:
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("docs_train", ROOT / "eval" / "docs_train.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["docs_train"] = mod  # its dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return load_eval_script("docs_train")
 
 
 def _site(tmp_path: Path, name: str) -> None:

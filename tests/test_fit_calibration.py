@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from pathlib import Path
 
 import pytest
+from conftest import load_eval_script
 from test_cli_index import fake_models  # noqa: F401 - a fixture, by name
 
 from qa.calibration import FEATURES, Calibrator, Logistic, evidence, weights_digest
 from qa.schema import Answer, Chunk, Hit, QAResult, Span
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _module(name: str = "fit_calibration"):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "eval" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_eval_script(name)
 
 
 def _record(i: int, *, right: bool, condition: str, rng: random.Random) -> dict:
@@ -251,9 +246,7 @@ def test_policy_gives_the_most_probable_only_in_its_own_row(tmp_path, capsys):
 
 
 def test_calibration_loao_scores_each_article_by_a_fit_on_the_others(records, capsys):
-    spec = importlib.util.spec_from_file_location("calibration_loao", ROOT / "eval" / "calibration_loao.py")
-    loao = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loao)
+    loao = load_eval_script("calibration_loao")
     assert loao.main([str(records)]) == 0
     out = capsys.readouterr().out
     assert "100 records of 5 articles" in out
@@ -267,9 +260,7 @@ def test_calibration_loao_scores_each_article_by_a_fit_on_the_others(records, ca
 
 
 def test_calibration_loao_can_hold_out_gold_files_with_other_records_in_every_fit(records, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("calibration_loao", ROOT / "eval" / "calibration_loao.py")
-    loao = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loao)
+    loao = load_eval_script("calibration_loao")
     rng = random.Random(7)
     docs = [_record(300 + i, right=i % 3 != 0, condition="inside", rng=rng) for i in range(30)]
     for i, r in enumerate(docs):

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import socket
-import sys
 import threading
 import time
-from pathlib import Path
 
-from conftest import FakeReader
+from conftest import FakeReader, load_eval_script
 from test_cli_index import FAKE, fake_models  # noqa: F401 - fake_models: a fixture, by name
 
 import qa.factory
 from qa.config import Settings
 from qa.indexing import build_index
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("load_test", ROOT / "eval" / "load_test.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_eval_script("load_test")
 
 
 def test_load_loop_checks_every_citation_while_documents_come_and_go(tmp_path, tiny_corpus, fake_models,  # noqa: F811

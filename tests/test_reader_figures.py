@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-from conftest import FakeReader
+from conftest import FakeReader, load_eval_script
 from test_cli_index import fake_models  # noqa: F401 - a fixture, by name
 
 import qa.factory
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("reader_figures", ROOT / "eval" / "reader_figures.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_eval_script("reader_figures")
 
 
 def _squad(path: Path, titles: list[str], unanswerable: bool) -> None:

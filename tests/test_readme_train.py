@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
+from conftest import load_eval_script
 from test_cli_index import fake_models  # noqa: F401 - a fixture, by name
 
 from qa.squad import load_squad
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _module(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "eval" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_eval_script(name)
 
 
 def test_questions_go_with_a_retrieved_passage_that_holds_their_answer(tmp_path, fake_models, monkeypatch):  # noqa: F811

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import load_eval_script
 
 from qa.squad import load_squad
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("written_unanswerable", ROOT / "eval" / "written_unanswerable.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_eval_script("written_unanswerable")
 
 
 CTX_A = "The bridge was opened in 1932 by the mayor, Anna Berg. It crosses the river Lune."
