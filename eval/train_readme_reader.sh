@@ -8,7 +8,7 @@
 # --written WEIGHT adds the unanswerable questions written for SQuAD train paragraphs (the batches
 # eval/written-unanswerable/wu1.jsonl .. wuN.jsonl, N 8 unless WEIGHT@N, joined with their paragraphs into
 # RUNS/NAME/written-unanswerable.json by eval/written_unanswerable.py) at that weight. --readme-weight W sets the
-# weight of the README questions (6 unless given).
+# weight of the README questions (6 unless given); 0 leaves them out, and then no GOLD_NAME is needed.
 #
 # First collects v6's records of each GOLD_NAME (`fit_calibration.py collect-gold`, RUNS/caldocs; a file done
 # is skipped, about 20 s each), which place its questions in their retrieved passages (eval/readme_train.py);
@@ -28,10 +28,14 @@ NAME=${1:?run name}; SEED=${2:?seed}; shift 2
 TRAIN=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do TRAIN+=("$1"); shift; done
 [ "${1:-}" == "--" ] && shift
-[ ${#TRAIN[@]} -gt 0 ] || { echo "name at least one README gold file to train on" >&2; exit 2; }
+if [ "$README_WEIGHT" == "0" ]; then
+  [ ${#TRAIN[@]} -eq 0 ] || { echo "--readme-weight 0 leaves the README questions out: name no gold file" >&2; exit 2; }
+else
+  [ ${#TRAIN[@]} -gt 0 ] || { echo "name at least one README gold file to train on" >&2; exit 2; }
+fi
 cd "$(dirname "$0")/.."
 HELD_OUT=" docs5 docs6 docs9 docs13 "
-for g in "${TRAIN[@]}"; do
+for g in "${TRAIN[@]+"${TRAIN[@]}"}"; do
   case "$HELD_OUT" in *" $g "*) echo "$g is held out (a judge, eval/README.md): not training data" >&2; exit 2;; esac
   [ -f "eval/$g-gold.jsonl" ] || { echo "no gold file eval/$g-gold.jsonl" >&2; exit 2; }
 done
@@ -44,22 +48,25 @@ if [ ! -d "$R/v6-base" ]; then
   fi
   cp -r qa/models/reader "$R/v6-base"
 fi
-for g in "${TRAIN[@]}"; do
+for g in "${TRAIN[@]+"${TRAIN[@]}"}"; do
   python eval/fit_calibration.py collect-gold "eval/$g-gold.jsonl" --docs "eval/$g" --reader "$R/v6-base" \
     --out "$R/caldocs/$g.jsonl" --work "$R/caldocs/idx"
 done
-python eval/readme_train.py "$R/$NAME/readme-train.json" "${TRAIN[@]}" --records "$R/caldocs" --indexes "$R/caldocs/idx"
 EXTRA=()
+if [ "$README_WEIGHT" != "0" ]; then
+  python eval/readme_train.py "$R/$NAME/readme-train.json" "${TRAIN[@]}" --records "$R/caldocs" --indexes "$R/caldocs/idx"
+  EXTRA=("$R/$NAME/readme-train.json:$README_WEIGHT")
+fi
 if [ -n "$WRITTEN" ]; then
   WU=()
   for i in $(seq 1 "$BATCHES"); do WU+=("eval/written-unanswerable/wu$i.jsonl"); done
   python eval/written_unanswerable.py build "$D/squad11-train.json" "$R/$NAME/written-unanswerable.json" "${WU[@]}"
-  EXTRA=("$R/$NAME/written-unanswerable.json:$WRITTEN")
+  EXTRA+=("$R/$NAME/written-unanswerable.json:$WRITTEN")
 fi
 HOLD=()
 for a in Computational_complexity_theory European_Union_law Yuan_dynasty Warsaw Steam_engine Packet_switching \
          Immune_system Imperialism; do HOLD+=(--dev-article "$a"); done
 exec qa train-reader "$D/squad11-train.json:0.3" "$D/squad20-dev-half-train.json" \
-  "$R/$NAME/readme-train.json:$README_WEIGHT" "${EXTRA[@]}" -o "$R/$NAME/model" "${HOLD[@]}" \
+  "${EXTRA[@]+"${EXTRA[@]}"}" -o "$R/$NAME/model" "${HOLD[@]}" \
   --paragraph-negatives 0.15 --retrieved-negatives 0.15 --base-model "$R/v6-base" \
   --epochs 1 --max-steps 800 --learning-rate 3e-5 --seed "$SEED" --save-every 100 --resume --log "$R/$NAME/train.log"
