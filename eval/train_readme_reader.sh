@@ -4,6 +4,7 @@
 #   bash eval/train_readme_reader.sh [--written WEIGHT[@N]] [--readme-weight W] NAME SEED GOLD_NAME...
 #                                    [-- SHARED_DATA [RUNS]]
 #   bash eval/train_readme_reader.sh v12 37 docs docs2 docs3 docs4 docs7 docs8 docs10 docs11 docs12
+#   bash eval/train_readme_reader.sh --written 2@32 --readme-weight 0 v16 44     # no README questions
 #
 # --written WEIGHT adds the unanswerable questions written for SQuAD train paragraphs (the batches
 # eval/written-unanswerable/wu1.jsonl .. wuN.jsonl, N 8 unless WEIGHT@N, joined with their paragraphs into
