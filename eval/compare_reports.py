@@ -57,6 +57,12 @@ def compare(a: dict[str, dict], b: dict[str, dict], samples: int = 10_000) -> di
     return out
 
 
+def bound(x: float) -> str:
+    """An interval end, signed; one that rounds to 0.00 but is not 0 keeps four decimals, so that "above zero"
+    can be read off the table (-0.0014 is not above zero)."""
+    return f"{x:+.2f}" if x == 0 or abs(x) >= 0.005 else f"{x:+.4f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("a", type=Path, help="report of the reader to compare against (JSONL)")
@@ -74,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, name in (("em", "EM (answerable)"), ("f1", "F1 (answerable)"), ("no_answer_accuracy", "no-answer acc. %")):
         if key in res:
             r = res[key]
-            print(f"{name:22}{r['a']:8.2f}{r['b']:8.2f}{r['diff']:+8.2f}   {r['ci95'][0]:+.2f} .. {r['ci95'][1]:+.2f}")
+            lo, hi = r["ci95"]
+            print(f"{name:22}{r['a']:8.2f}{r['b']:8.2f}{r['diff']:+8.2f}   {bound(lo)} .. {bound(hi)}")
     print(f"answerable right in A (F1 >= 0.5), not in B: {', '.join(res['lost']) or 'none'}")
     return 0
 

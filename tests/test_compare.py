@@ -56,3 +56,12 @@ def test_compare_reports_pairs_questions_by_id(tmp_path):
     pa.write_text("".join(json.dumps(r) + "\n" for r in a))
     swapped = json.loads(compare(pb, pa, "--json", "--samples", "100"))
     assert swapped["lost"] == ["q0"]
+
+
+def test_interval_ends_near_zero_keep_their_sign():
+    sys.path.insert(0, str(ROOT / "eval"))
+    from compare_reports import bound
+
+    assert bound(-0.0013774) == "-0.0014"  # printed "-0.00" before: not above zero, and now visibly so
+    assert bound(0.0049) == "+0.0049" and bound(0.0) == "+0.00"
+    assert bound(0.5) == "+0.50" and bound(-3.456) == "-3.46"
