@@ -24,12 +24,11 @@ for who in "base:$BASE" "$NAME:$R"; do
   python eval/reader_figures.py --reader "$r" --name "$n" --out "$OUT/figures" --steps gold-tune --skip-done "${T[@]}"
 done
 python eval/compare_reports.py "$OUT/figures/base/gold-v11-tune.jsonl" "$OUT/figures/$NAME/gold-v11-tune.jsonl"
+source eval/answer_gold.sh
 for g in "$@"; do
-  [ -f "$OUT/idx/$g/index.sqlite" ] || qa index "eval/$g" -i "$OUT/idx/$g"
   for who in "base:$BASE" "$NAME:$R"; do
     n=${who%%:*}; r=${who#*:}
-    [ -f "$OUT/eval/$n-$g.jsonl" ] || qa eval "eval/$g-gold.jsonl" -i "$OUT/idx/$g" --reader "$r" \
-      --calibration none --min-score 0 --report "$OUT/eval/$n-$g.jsonl" > "$OUT/eval/$n-$g.txt"
+    answer_gold "eval/$g-gold.jsonl" "eval/$g" "$OUT/idx/$g" "$OUT/eval/$n-$g.jsonl" "$r"
   done
   echo "== $g: base -> $NAME"
   python eval/compare_reports.py "$OUT/eval/base-$g.jsonl" "$OUT/eval/$NAME-$g.jsonl"

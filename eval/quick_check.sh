@@ -14,14 +14,11 @@ set -euo pipefail
 MODEL=${1:?candidate model folder}; NAME=${2:?name}; J=${3:?judge folder}; BASE=${4:-$HOME/qa-runs/v6-base}
 cd "$(dirname "$0")/.."
 mkdir -p "$J/eval"
-[ -f "$J/idx/docs13/index.sqlite" ] || qa index eval/docs13 -i "$J/idx/docs13"
-[ -f "$J/idx/seeds/index.sqlite" ] || qa index seeds -i "$J/idx/seeds"
+source eval/answer_gold.sh
 for who in "base:$BASE" "$NAME:$MODEL"; do
   n=${who%%:*}; r=${who#*:}
-  [ -f "$J/eval/$n-docs13.jsonl" ] || qa eval eval/docs13-gold.jsonl -i "$J/idx/docs13" --reader "$r" \
-    --calibration none --min-score 0 --report "$J/eval/$n-docs13.jsonl" > "$J/eval/$n-docs13.txt"
-  [ -f "$J/eval/$n-seed-nothr.jsonl" ] || qa eval eval/gold.jsonl -i "$J/idx/seeds" --reader "$r" \
-    --calibration none --min-score 0 --report "$J/eval/$n-seed-nothr.jsonl" > "$J/eval/$n-seed-nothr.txt"
+  answer_gold eval/docs13-gold.jsonl eval/docs13 "$J/idx/docs13" "$J/eval/$n-docs13.jsonl" "$r"
+  answer_gold eval/gold.jsonl seeds "$J/idx/seeds" "$J/eval/$n-seed-nothr.jsonl" "$r"
 done
 echo "== docs13 (point 1: F1 above the base with the interval above zero): base -> $NAME"
 python eval/compare_reports.py "$J/eval/base-docs13.jsonl" "$J/eval/$NAME-docs13.jsonl"
