@@ -1,8 +1,8 @@
 #!/bin/bash
 # A reader fine-tuned from v6 on SQuAD plus README gold files (model card, "v12"); resumes a stopped run.
 #
-#   bash eval/train_readme_reader.sh [--written WEIGHT[@N]] [--readme-weight W] [--steps S] NAME SEED GOLD_NAME...
-#                                    [-- SHARED_DATA [RUNS]]
+#   bash eval/train_readme_reader.sh [--written WEIGHT[@N]] [--readme-weight W] [--steps S] NAME SEED
+#                                    GOLD_NAME... [-- SHARED_DATA [RUNS]]
 #   bash eval/train_readme_reader.sh v12 37 docs docs2 docs3 docs4 docs7 docs8 docs10 docs11 docs12
 #   bash eval/train_readme_reader.sh --written 2@32 --readme-weight 0 v16 44     # no README questions
 #
@@ -15,19 +15,24 @@
 # First collects v6's records of each GOLD_NAME (`fit_calibration.py collect-gold`, RUNS/caldocs; a file done
 # is skipped, about 20 s each), which place its questions in their retrieved passages (eval/readme_train.py);
 # writes RUNS/NAME/readme-train.json and the model in RUNS/NAME/model; 800 steps of 32 windows, about 55-65
-# min on 2 CPU cores (4.1 s a step). v6 is copied to RUNS/v6-base from qa/models/reader (refused if that is another reader).
+# min on 2 CPU cores (4.1 s a step). v6 is copied to RUNS/v6-base from qa/models/reader (refused if that is
+# another reader).
 # The held-out files (eval/README.md: the judges docs5, docs6, docs9, docs13) are refused as GOLD_NAMEs.
 set -euo pipefail
 WRITTEN=""
 BATCHES=8
-if [ "${1:-}" == "--written" ]; then
-  WRITTEN=${2:?weight of the written unanswerable questions}; shift 2
-  case "$WRITTEN" in *@*) BATCHES=${WRITTEN#*@}; WRITTEN=${WRITTEN%@*};; esac
-fi
 README_WEIGHT=6
-if [ "${1:-}" == "--readme-weight" ]; then README_WEIGHT=${2:?weight of the README questions}; shift 2; fi
 STEPS=800
-if [ "${1:-}" == "--steps" ]; then STEPS=${2:?number of steps}; shift 2; fi
+while [ $# -gt 0 ]; do  # the options, in any order, before NAME
+  case "$1" in
+    --written) WRITTEN=${2:?weight of the written unanswerable questions}; shift 2
+               case "$WRITTEN" in *@*) BATCHES=${WRITTEN#*@}; WRITTEN=${WRITTEN%@*};; esac;;
+    --readme-weight) README_WEIGHT=${2:?weight of the README questions}; shift 2;;
+    --steps) STEPS=${2:?number of steps}; shift 2;;
+    --*) echo "unknown option $1 (--written, --readme-weight, --steps)" >&2; exit 2;;
+    *) break;;
+  esac
+done
 case "$STEPS" in ""|*[!0-9]*|0) echo "--steps needs a positive whole number, got '$STEPS'" >&2; exit 2;; esac
 NAME=${1:?run name}; SEED=${2:?seed}; shift 2
 TRAIN=()

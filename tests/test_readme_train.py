@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
+import pytest
 from conftest import load_eval_script
 from test_cli_index import fake_models  # noqa: F401 - a fixture, by name
 
@@ -52,3 +55,18 @@ def test_questions_go_with_a_retrieved_passage_that_holds_their_answer(tmp_path,
     assert placed["mini-b"][1].is_impossible and placed["mini-b"][1].answers == ()
     assert mod.main([str(out), "other", "--records", str(records), "--indexes", str(work),
                      "--eval-dir", str(eval_dir)]) == 2  # no such gold file: a clear error, no traceback
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--steps", "x", "r", "1", "docs"], "--steps needs a positive whole number, got 'x'"),
+    (["--steps", "0", "r", "1", "docs"], "--steps needs a positive whole number, got '0'"),
+    (["--bogus", "1", "r", "1", "docs"], "unknown option --bogus"),
+    (["--steps", "5", "--written", "2@64", "r", "1", "docs13"], "docs13 is held out"),  # options in any order
+    (["--readme-weight", "0", "--steps", "3", "r", "1", "docs"], "--readme-weight 0 leaves the README questions out"),
+])
+def test_train_readme_reader_refuses_bad_arguments_before_any_work(args, message):
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run(["bash", str(root / "eval" / "train_readme_reader.sh"), *args], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 2
+    assert message in res.stderr
