@@ -168,10 +168,8 @@ def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
     """``text[start:end]`` trimmed to a clean answer, or None when nothing is left.
 
     An answer never spans a paragraph break (the longer side is kept: in a README view a span the model begins
-    at a heading or list label and ends in the block below holds its answer in that block; dropping such spans
-    so that the next best one answers was measured with v6 on 2026-12-07: of the seed and 11 README gold files
-    it lost F1 on 7, gained on 3, e.g. docs7 -2.73, -5.86..-0.39; so did decoding the pair as its two pieces on
-    their own logits, -0.39 F1 over the seed and 15 README files: eval/results/decode-pieces-rule.md), never
+    at a heading or list label and ends in the block below holds its answer in that block; dropping such spans,
+    or scoring their pieces on their own logits, measured worse: eval/results/decode-pieces-rule.md), never
     starts or ends with white space, stray punctuation or markup characters, and holds no unbalanced bracket or
     quote at its edges
     (``[NaCl`` -> ``NaCl``, ``RFC8878]`` -> ``RFC8878``, ``"Moscow`` -> ``Moscow``); balanced ones stay
