@@ -16,7 +16,7 @@ about themselves, with the answer's span checked against the context it points i
 - its documented parameters (NumPy, Google and Sphinx docstring styles): "What does the timeout argument of
   connect do?" -> the parameter's description; "Which argument of connect gives the seconds to wait?" ->
   ``timeout``. (Defaults are not asked for: "What is the default of process_namespaces?" -> ``False`` taught
-  the reader to answer a value where an argument's name was asked, v9a's model card entry);
+  the reader to answer a value where an argument's name was asked, v9a's entry in eval/results/reader-candidates.md);
 - ``pip install`` / ``python -m`` lines of the distribution's README: "How do you install NAME?".
 
 A module is an article; its entries are grouped into paragraphs of a few entries each, so that the trainer's
@@ -24,9 +24,10 @@ A module is an article; its entries are grouped into paragraphs of a few entries
 easy (their words are the docstring's), so mix the file with SQuAD at a modest weight. ``--exclude`` keeps
 distributions out: those whose READMEs are evaluation documents (eval/docs, eval/docs2) must be excluded.
 
-Measured (model card, "v9a" and "v9b"): readers fine-tuned with this file answered held-out READMEs no
-better than v6, and worse on the clean set eval/docs4 (v9a -7.3 F1, interval below zero): the questions teach
-one answer shape, a Python identifier cut at the first symbol. Kept to reproduce those runs, not as a recipe.
+Measured (eval/results/reader-candidates.md, "v9a" and "v9b"): readers fine-tuned with this file answered
+held-out READMEs no better than v6, and worse on the clean set eval/docs4 (v9a -7.3 F1, interval below zero):
+the questions teach one answer shape, a Python identifier cut at the first symbol. Kept to reproduce those runs,
+not as a recipe.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/bin/bash
-# A reader fine-tuned from v6 on SQuAD plus README gold files (model card, "v12"); resumes a stopped run.
+# A reader fine-tuned from v6 on SQuAD plus README gold files (eval/results/reader-candidates.md, "v12"); resumes a stopped run.
 #
 #   bash eval/train_readme_reader.sh [--written WEIGHT[@N]] [--readme-weight W] [--steps S] NAME SEED
 #                                    GOLD_NAME... [-- SHARED_DATA [RUNS]]
