@@ -1,16 +1,17 @@
 #!/bin/bash
 # A reader fine-tuned from v6 on SQuAD plus README gold files (eval/results/reader-candidates.md, "v12"); resumes a stopped run.
 #
-#   bash eval/train_readme_reader.sh [--written WEIGHT[@N]] [--readme-weight W] [--steps S] NAME SEED
-#                                    GOLD_NAME... [-- SHARED_DATA [RUNS]]
+#   bash eval/train_readme_reader.sh [--written WEIGHT[@N]] [--readme-weight W] [--squad-weight W] [--steps S]
+#                                    NAME SEED GOLD_NAME... [-- SHARED_DATA [RUNS]]
 #   bash eval/train_readme_reader.sh v12 37 docs docs2 docs3 docs4 docs7 docs8 docs10 docs11 docs12
 #   bash eval/train_readme_reader.sh --written 2@32 --readme-weight 0 v16 44     # no README questions
 #
 # --written WEIGHT adds the unanswerable questions written for SQuAD train paragraphs (the batches
 # eval/written-unanswerable/wu1.jsonl .. wuN.jsonl, N 8 unless WEIGHT@N, joined with their paragraphs into
 # RUNS/NAME/written-unanswerable.json by eval/written_unanswerable.py) at that weight. --readme-weight W sets the
-# weight of the README questions (6 unless given); 0 leaves them out, and then no GOLD_NAME is needed. --steps S
-# trains S steps of 32 windows instead of 800 (at most one epoch of the mix: v18's mix is 2,549 steps).
+# weight of the README questions (6 unless given); 0 leaves them out, and then no GOLD_NAME is needed.
+# --squad-weight W the share of SQuAD train sampled (0.3 unless given; up to 1). --steps S trains S steps of 32
+# windows instead of 800 (at most one epoch of the mix: v18's mix is 2,549 steps).
 #
 # First collects v6's records of each GOLD_NAME (`fit_calibration.py collect-gold`, RUNS/caldocs; a file done
 # is skipped, about 20 s each), which place its questions in their retrieved passages (eval/readme_train.py);
@@ -22,18 +23,22 @@ set -euo pipefail
 WRITTEN=""
 BATCHES=8
 README_WEIGHT=6
+SQUAD_WEIGHT=0.3
 STEPS=800
 while [ $# -gt 0 ]; do  # the options, in any order, before NAME
   case "$1" in
     --written) WRITTEN=${2:?weight of the written unanswerable questions}; shift 2
                case "$WRITTEN" in *@*) BATCHES=${WRITTEN#*@}; WRITTEN=${WRITTEN%@*};; esac;;
     --readme-weight) README_WEIGHT=${2:?weight of the README questions}; shift 2;;
+    --squad-weight) SQUAD_WEIGHT=${2:?share of SQuAD train}; shift 2;;
     --steps) STEPS=${2:?number of steps}; shift 2;;
-    --*) echo "unknown option $1 (--written, --readme-weight, --steps)" >&2; exit 2;;
+    --*) echo "unknown option $1 (--written, --readme-weight, --squad-weight, --steps)" >&2; exit 2;;
     *) break;;
   esac
 done
 case "$STEPS" in ""|*[!0-9]*|0) echo "--steps needs a positive whole number, got '$STEPS'" >&2; exit 2;; esac
+case "$SQUAD_WEIGHT" in 1|1.0|0.[0-9]*) ;; *) echo "--squad-weight needs a share above 0, at most 1, got '$SQUAD_WEIGHT'" >&2; exit 2;; esac
+case "$SQUAD_WEIGHT" in 0.|*[!0-9.]*|*.*.*|0.0|0.00|0.000) echo "--squad-weight needs a share above 0, at most 1, got '$SQUAD_WEIGHT'" >&2; exit 2;; esac
 NAME=${1:?run name}; SEED=${2:?seed}; shift 2
 TRAIN=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do TRAIN+=("$1"); shift; done
@@ -76,7 +81,7 @@ fi
 HOLD=()
 for a in Computational_complexity_theory European_Union_law Yuan_dynasty Warsaw Steam_engine Packet_switching \
          Immune_system Imperialism; do HOLD+=(--dev-article "$a"); done
-exec qa train-reader "$D/squad11-train.json:0.3" "$D/squad20-dev-half-train.json" \
+exec qa train-reader "$D/squad11-train.json:$SQUAD_WEIGHT" "$D/squad20-dev-half-train.json" \
   "${EXTRA[@]+"${EXTRA[@]}"}" -o "$R/$NAME/model" "${HOLD[@]}" \
   --paragraph-negatives 0.15 --retrieved-negatives 0.15 --base-model "$R/v6-base" \
   --epochs 1 --max-steps "$STEPS" --learning-rate 3e-5 --seed "$SEED" --save-every 100 --resume --log "$R/$NAME/train.log"
