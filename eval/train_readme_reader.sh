@@ -1,5 +1,6 @@
 #!/bin/bash
-# A reader fine-tuned from v6 on SQuAD plus README gold files (eval/results/reader-candidates.md, "v12"); resumes a stopped run.
+# A reader fine-tuned from v6 on SQuAD plus README gold files (eval/results/reader-candidates.md, "v12");
+# resumes a stopped run.
 #
 #   bash eval/train_readme_reader.sh [--written WEIGHT[@N]] [--readme-weight W] [--squad-weight W] [--steps S]
 #                                    NAME SEED GOLD_NAME... [-- SHARED_DATA [RUNS]]
@@ -38,8 +39,8 @@ while [ $# -gt 0 ]; do  # the options, in any order, before NAME
   esac
 done
 case "$STEPS" in ""|*[!0-9]*|0) echo "--steps needs a positive whole number, got '$STEPS'" >&2; exit 2;; esac
-case "$SQUAD_WEIGHT" in 1|1.0|0.[0-9]*) ;; *) echo "--squad-weight needs a share above 0, at most 1, got '$SQUAD_WEIGHT'" >&2; exit 2;; esac
-case "$SQUAD_WEIGHT" in 0.|*[!0-9.]*|*.*.*|0.0|0.00|0.000) echo "--squad-weight needs a share above 0, at most 1, got '$SQUAD_WEIGHT'" >&2; exit 2;; esac
+awk -v w="$SQUAD_WEIGHT" 'BEGIN { exit !(w ~ /^[0-9]*\.?[0-9]+$/ && w + 0 > 0 && w + 0 <= 1) }' ||
+  { echo "--squad-weight needs a share above 0, at most 1, got '$SQUAD_WEIGHT'" >&2; exit 2; }
 NAME=${1:?run name}; SEED=${2:?seed}; shift 2
 TRAIN=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do TRAIN+=("$1"); shift; done
