@@ -68,6 +68,7 @@ def test_questions_go_with_a_retrieved_passage_that_holds_their_answer(tmp_path,
     (["--squad-weight", "0.6x", "r", "1", "docs"], "--squad-weight needs a share above 0, at most 1, got '0.6x'"),
     (["--squad-weight", "0.0000", "r", "1", "docs"], "--squad-weight needs a share above 0, at most 1, got '0.0000'"),
     (["--squad-weight", "0.6", "r", "1", "docs16"], "docs16 is held out"),
+    (["r", "1", "docs", "docs21"], "docs21 is held out"),
 ])
 def test_train_readme_reader_refuses_bad_arguments_before_any_work(args, message):
     root = Path(__file__).resolve().parents[1]
