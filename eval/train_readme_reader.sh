@@ -3,6 +3,7 @@
 # resumes a stopped run.
 #
 #   bash eval/train_readme_reader.sh [--written WEIGHT[@N]] [--readme-weight W] [--squad-weight W] [--steps S]
+#                                    [--titled SHARE] [--base DIR] [--learning-rate LR]
 #                                    NAME SEED GOLD_NAME... [-- SHARED_DATA [RUNS]]
 #   bash eval/train_readme_reader.sh v12 37 docs docs2 docs3 docs4 docs7 docs8 docs10 docs11 docs12
 #   bash eval/train_readme_reader.sh --written 2@32 --readme-weight 0 v16 44     # no README questions
@@ -12,7 +13,10 @@
 # RUNS/NAME/written-unanswerable.json by eval/written_unanswerable.py) at that weight. --readme-weight W sets the
 # weight of the README questions (6 unless given); 0 leaves them out, and then no GOLD_NAME is needed.
 # --squad-weight W the share of SQuAD train sampled (0.3 unless given; up to 1). --steps S trains S steps of 32
-# windows instead of 800 (at most one epoch of the mix: v18's mix is 2,549 steps).
+# windows instead of 800 (at most one epoch of the mix: v18's mix is 2,549 steps). --titled SHARE trains on a copy
+# of SQuAD train with its article's title as the first line of that share of its paragraphs (eval/titled_squad.py,
+# RUNS/NAME/squad11-train-titled.json). --base DIR starts from that reader instead of v6 (RUNS/v6-base);
+# --learning-rate LR sets the peak learning rate (3e-5 unless given).
 #
 # First collects v6's records of each GOLD_NAME (`fit_calibration.py collect-gold`, RUNS/caldocs; a file done
 # is skipped, about 20 s each), which place its questions in their retrieved passages (eval/readme_train.py);
@@ -27,6 +31,9 @@ BATCHES=8
 README_WEIGHT=6
 SQUAD_WEIGHT=0.3
 STEPS=800
+TITLED=""
+BASE=""
+LR=3e-5
 while [ $# -gt 0 ]; do  # the options, in any order, before NAME
   case "$1" in
     --written) WRITTEN=${2:?weight of the written unanswerable questions}; shift 2
@@ -34,13 +41,26 @@ while [ $# -gt 0 ]; do  # the options, in any order, before NAME
     --readme-weight) README_WEIGHT=${2:?weight of the README questions}; shift 2;;
     --squad-weight) SQUAD_WEIGHT=${2:?share of SQuAD train}; shift 2;;
     --steps) STEPS=${2:?number of steps}; shift 2;;
-    --*) echo "unknown option $1 (--written, --readme-weight, --squad-weight, --steps)" >&2; exit 2;;
+    --titled) TITLED=${2:?share of SQuAD paragraphs titled}; shift 2;;
+    --base) BASE=${2:?base reader folder}; shift 2;;
+    --learning-rate) LR=${2:?peak learning rate}; shift 2;;
+    --*) echo "unknown option $1 (--written, --readme-weight, --squad-weight, --steps, --titled, --base, --learning-rate)" >&2
+        exit 2;;
     *) break;;
   esac
 done
 case "$STEPS" in ""|*[!0-9]*|0) echo "--steps needs a positive whole number, got '$STEPS'" >&2; exit 2;; esac
 awk -v w="$SQUAD_WEIGHT" 'BEGIN { exit !(w ~ /^[0-9]*\.?[0-9]+$/ && w + 0 > 0 && w + 0 <= 1) }' ||
   { echo "--squad-weight needs a share above 0, at most 1, got '$SQUAD_WEIGHT'" >&2; exit 2; }
+if [ -n "$TITLED" ]; then
+  awk -v w="$TITLED" 'BEGIN { exit !(w ~ /^[0-9]*\.?[0-9]+$/ && w + 0 > 0 && w + 0 <= 1) }' ||
+    { echo "--titled needs a share above 0, at most 1, got '$TITLED'" >&2; exit 2; }
+fi
+awk -v w="$LR" 'BEGIN { exit !(w ~ /^[0-9]*\.?[0-9]+([eE]-?[0-9]+)?$/ && w + 0 > 0) }' ||
+  { echo "--learning-rate needs a positive number, got '$LR'" >&2; exit 2; }
+if [ -n "$BASE" ] && [ ! -f "$BASE/model.safetensors" ]; then
+  echo "--base $BASE holds no reader (no model.safetensors)" >&2; exit 2
+fi
 NAME=${1:?run name}; SEED=${2:?seed}; shift 2
 TRAIN=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do TRAIN+=("$1"); shift; done
@@ -80,10 +100,15 @@ if [ -n "$WRITTEN" ]; then
   python eval/written_unanswerable.py build "$D/squad11-train.json" "$R/$NAME/written-unanswerable.json" "${WU[@]}"
   EXTRA+=("$R/$NAME/written-unanswerable.json:$WRITTEN")
 fi
+SQUAD="$D/squad11-train.json"
+if [ -n "$TITLED" ]; then
+  SQUAD="$R/$NAME/squad11-train-titled.json"
+  python eval/titled_squad.py "$D/squad11-train.json" "$SQUAD" --share "$TITLED"
+fi
 HOLD=()
 for a in Computational_complexity_theory European_Union_law Yuan_dynasty Warsaw Steam_engine Packet_switching \
          Immune_system Imperialism; do HOLD+=(--dev-article "$a"); done
-exec qa train-reader "$D/squad11-train.json:$SQUAD_WEIGHT" "$D/squad20-dev-half-train.json" \
+exec qa train-reader "$SQUAD:$SQUAD_WEIGHT" "$D/squad20-dev-half-train.json" \
   "${EXTRA[@]+"${EXTRA[@]}"}" -o "$R/$NAME/model" "${HOLD[@]}" \
-  --paragraph-negatives 0.15 --retrieved-negatives 0.15 --base-model "$R/v6-base" \
-  --epochs 1 --max-steps "$STEPS" --learning-rate 3e-5 --seed "$SEED" --save-every 100 --resume --log "$R/$NAME/train.log"
+  --paragraph-negatives 0.15 --retrieved-negatives 0.15 --base-model "${BASE:-$R/v6-base}" \
+  --epochs 1 --max-steps "$STEPS" --learning-rate "$LR" --seed "$SEED" --save-every 100 --resume --log "$R/$NAME/train.log"
