@@ -50,12 +50,12 @@ while [ $# -gt 0 ]; do  # the options, in any order, before NAME
   esac
 done
 case "$STEPS" in ""|*[!0-9]*|0) echo "--steps needs a positive whole number, got '$STEPS'" >&2; exit 2;; esac
-awk -v w="$SQUAD_WEIGHT" 'BEGIN { exit !(w ~ /^[0-9]*\.?[0-9]+$/ && w + 0 > 0 && w + 0 <= 1) }' ||
-  { echo "--squad-weight needs a share above 0, at most 1, got '$SQUAD_WEIGHT'" >&2; exit 2; }
-if [ -n "$TITLED" ]; then
-  awk -v w="$TITLED" 'BEGIN { exit !(w ~ /^[0-9]*\.?[0-9]+$/ && w + 0 > 0 && w + 0 <= 1) }' ||
-    { echo "--titled needs a share above 0, at most 1, got '$TITLED'" >&2; exit 2; }
-fi
+share_or_exit() {  # OPTION VALUE: VALUE must be a share above 0, at most 1
+  awk -v w="$2" 'BEGIN { exit !(w ~ /^[0-9]*\.?[0-9]+$/ && w + 0 > 0 && w + 0 <= 1) }' ||
+    { echo "$1 needs a share above 0, at most 1, got '$2'" >&2; exit 2; }
+}
+share_or_exit --squad-weight "$SQUAD_WEIGHT"
+[ -z "$TITLED" ] || share_or_exit --titled "$TITLED"
 awk -v w="$LR" 'BEGIN { exit !(w ~ /^[0-9]*\.?[0-9]+([eE]-?[0-9]+)?$/ && w + 0 > 0) }' ||
   { echo "--learning-rate needs a positive number, got '$LR'" >&2; exit 2; }
 if [ -n "$BASE" ] && [ ! -f "$BASE/model.safetensors" ]; then
