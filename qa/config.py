@@ -16,6 +16,8 @@ PACKAGED_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 
 RETRIEVERS = ("dense", "bm25", "hybrid")
 READER_RUNTIMES = ("auto", "onnx", "onnx-int8", "torch")
+#: Ways of decoding a span across a paragraph break (qa.spans.SPAN_BREAKS, kept here so config imports no numpy).
+SPAN_BREAKS = ("longer", "pieces")
 
 #: Longest question the reader reads, in its tokens (longer ones are cut).
 READER_MAX_QUESTION_TOKENS = 64
@@ -64,6 +66,10 @@ class Settings:
     # 0 scores every passage alike; the top passage (rank 0) is never penalised.
     rank_penalty: float = 1.5
     max_answer_tokens: int = 30
+    # A start/end pair across a paragraph break (qa.spans.decode_window): "longer" keeps the crossing span, cut to
+    # its longer side and scored by the pair; "pieces" gives its two end pieces, each scored by its own logits;
+    # "auto" takes the reader folder's choice (decoding.json beside its weights), else "longer".
+    span_breaks: str = "auto"
     # How an answer's score is made (qa.calibration): "auto" uses the calibration fitted for the reader and
     # shipped in its folder (calibration.json), so the score is the estimated probability that the answer is
     # right (F1 >= 0.5), and the reader's own score for a reader that has none; "none" always shows the
@@ -120,6 +126,8 @@ class Settings:
             raise ValueError(f"fusion_depth must be at least 1, got {self.fusion_depth}")
         if self.rrf_k < 0:
             raise ValueError(f"rrf_k must not be negative, got {self.rrf_k}")
+        if self.span_breaks != "auto" and self.span_breaks not in SPAN_BREAKS:
+            raise ValueError(f"span_breaks must be auto or one of {', '.join(SPAN_BREAKS)}, got {self.span_breaks!r}")
         if self.max_answer_tokens < 1:
             raise ValueError(f"max_answer_tokens must be at least 1, got {self.max_answer_tokens}")
         if self.threads is not None and self.threads < 1:

@@ -80,4 +80,5 @@ def make_reader(settings: Settings):
         device=settings.device,
         threads=settings.threads,
         rank_penalty=settings.rank_penalty,
+        span_breaks=settings.span_breaks,
     )

@@ -20,7 +20,7 @@ from qa.errors import ModelLoadError
 from qa.metrics import normalize_answer
 from qa.modeltext import TextView, answer_span, model_view
 from qa.schema import Answer, Hit, Span
-from qa.spans import answer_score, decode_window
+from qa.spans import answer_score, decode_window, reader_span_breaks
 
 log = logging.getLogger(__name__)
 _DEFAULTS = Settings()  # the one home of defaults; constructors take theirs from it
@@ -65,12 +65,16 @@ class TransformersReader:
         device: str = _DEFAULTS.device,
         threads: int | None = _DEFAULTS.threads,
         rank_penalty: float = 0.0,
+        span_breaks: str = _DEFAULTS.span_breaks,
     ) -> None:
         """See the class docstring; ``threads`` caps intra-op threads of the runtime, ``rank_penalty``
-        lowers the score of spans in lower-ranked passages (see :func:`qa.spans.answer_score`)."""
+        lowers the score of spans in lower-ranked passages (see :func:`qa.spans.answer_score`), ``span_breaks``
+        decodes spans across paragraph breaks ("auto": the model folder's ``decoding.json``, else "longer";
+        see :func:`qa.spans.reader_span_breaks`)."""
         if rank_penalty < 0:
             raise ValueError(f"rank_penalty must not be negative, got {rank_penalty}")
         check_reader_window(max_length, stride)
+        self.span_breaks = reader_span_breaks(path, span_breaks)
         self.rank_penalty = rank_penalty
         self.path = path
         self.max_length = max_length
@@ -269,6 +273,8 @@ class TransformersReader:
                 win.passage_mask[w],
                 max_answer_tokens=self.max_answer_tokens,
                 n_best=10,
+                text=views[hit_i].text,
+                span_breaks=self.span_breaks,
             ):
                 hit = hits[hit_i]
                 span = answer_span(views[hit_i], c.char_start, c.char_end)

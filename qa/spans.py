@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qa.config import SPAN_BREAKS
+
 
 @dataclass(frozen=True, slots=True)
 class SpanCandidate:
@@ -35,6 +37,8 @@ def decode_window(
     *,
     max_answer_tokens: int,
     n_best: int = 20,
+    text: str | None = None,
+    span_breaks: str = "longer",
 ) -> list[SpanCandidate]:
     """Best spans of one window, best first.
 
@@ -45,10 +49,19 @@ def decode_window(
         context_mask: bool[seq], True where a token belongs to the passage.
         max_answer_tokens: longest span (in tokens) that is considered.
         n_best: how many start and end candidates to pair up.
+        text: the passage text ``offsets`` index; needed by ``span_breaks="pieces"``.
+        span_breaks: what a pair whose span crosses a paragraph break of ``text`` gives (one of
+            :data:`qa.config.SPAN_BREAKS`): ``"longer"`` the crossing span itself, scored by the pair
+            (:func:`tidy_span` later keeps its longer side); ``"pieces"`` its two end pieces instead, each scored
+            by its own first and last token: the start piece ends at the last token before the first break, the
+            end piece starts at the first token after the last one.
 
     Returns:
         Spans sorted by logit, at most ``n_best``, each with the window's null logit.
     """
+    check_span_breaks(span_breaks)
+    if span_breaks == "pieces" and text is None:
+        raise ValueError('span_breaks="pieces" needs the passage text')
     start_logits = np.asarray(start_logits, dtype=np.float32)
     end_logits = np.asarray(end_logits, dtype=np.float32)
     null_logit = float(start_logits[0] + end_logits[0])
@@ -59,18 +72,66 @@ def decode_window(
     s_idx = ctx[np.argsort(-start_logits[ctx], kind="stable")[:k]]
     e_idx = ctx[np.argsort(-end_logits[ctx], kind="stable")[:k]]
     found: dict[tuple[int, int], SpanCandidate] = {}
+
+    def add(s: int, e: int) -> None:
+        cs, ce = int(offsets[s][0]), int(offsets[e][1])
+        if ce <= cs:
+            return
+        logit = float(start_logits[s] + end_logits[e])
+        prev = found.get((cs, ce))
+        if prev is None or prev.logit < logit:
+            found[(cs, ce)] = SpanCandidate(cs, ce, logit, null_logit)
+
+    breaks = [(m.start(), m.end()) for m in _PARAGRAPH_BREAK.finditer(text)] if span_breaks == "pieces" else []
     for s in s_idx:
         for e in e_idx:
             if e < s or e - s + 1 > max_answer_tokens:
                 continue
             cs, ce = int(offsets[s][0]), int(offsets[e][1])
-            if ce <= cs:
+            crossed = [b for b in breaks if cs < b[1] and b[0] < ce]
+            if not crossed:
+                add(s, e)
                 continue
-            logit = float(start_logits[s] + end_logits[e])
-            prev = found.get((cs, ce))
-            if prev is None or prev.logit < logit:
-                found[(cs, ce)] = SpanCandidate(cs, ce, logit, null_logit)
+            inside = ctx[(ctx >= s) & (ctx <= e)]
+            before = [t for t in inside if int(offsets[t][1]) <= crossed[0][0]]
+            after = [t for t in inside if int(offsets[t][0]) >= crossed[-1][1]]
+            if before:
+                add(s, int(before[-1]))
+            if after:
+                add(int(after[0]), e)
     return sorted(found.values(), key=lambda c: (-c.logit, c.char_start, c.char_end))[:n_best]
+
+
+def check_span_breaks(value: str) -> str:
+    """``value`` when it names a way of decoding spans across paragraph breaks (:data:`qa.config.SPAN_BREAKS`)."""
+    if value not in SPAN_BREAKS:
+        raise ValueError(f"span_breaks must be one of {', '.join(SPAN_BREAKS)}, got {value!r}")
+    return value
+
+
+#: A reader folder's own decoding choices, shipped beside its weights as its calibration is.
+DECODING_FILE = "decoding.json"
+
+
+def reader_span_breaks(folder: str, setting: str = "auto") -> str:
+    """The span decoder for the reader at ``folder``: ``setting`` unless it is "auto", else the folder's
+    ``decoding.json`` choice (``{"span_breaks": "pieces"}``), else "longer" (also for a Hugging Face id)."""
+    import json
+    from pathlib import Path
+
+    if setting != "auto":
+        return check_span_breaks(setting)
+    path = Path(folder) / DECODING_FILE
+    if not path.is_file():
+        return SPAN_BREAKS[0]
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))["span_breaks"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a decoding file with a \"span_breaks\" entry ({err})") from err
+    try:
+        return check_span_breaks(value)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
 
 
 def answer_score(margin: float, rank: int, rank_penalty: float) -> float:
@@ -169,7 +230,8 @@ def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
 
     An answer never spans a paragraph break (the longer side is kept: in a README view a span the model begins
     at a heading or list label and ends in the block below holds its answer in that block; dropping such spans,
-    or scoring their pieces on their own logits, measured worse: eval/results/decode-pieces-rule.md), never
+    or scoring their pieces on their own logits, measured worse with reader v6: eval/results/decode-pieces-rule.md;
+    ``decode_window(span_breaks="pieces")`` does the latter for a reader that ships it), never
     starts or ends with white space, stray punctuation or markup characters, and holds no unbalanced bracket or
     quote at its edges
     (``[NaCl`` -> ``NaCl``, ``RFC8878]`` -> ``RFC8878``, ``"Moscow`` -> ``Moscow``); balanced ones stay
