@@ -115,7 +115,8 @@ DECODING_FILE = "decoding.json"
 
 def reader_span_breaks(folder: str, setting: str = "auto") -> str:
     """The span decoder for the reader at ``folder``: ``setting`` unless it is "auto", else the folder's
-    ``decoding.json`` choice (``{"span_breaks": "pieces"}``), else "longer" (also for a Hugging Face id)."""
+    ``decoding.json`` choice (``{"span_breaks": "pieces"}``), else "longer" (also for a Hugging Face id).
+    A decoding file that names no known decoder raises :class:`~qa.errors.ModelLoadError`."""
     import json
     from pathlib import Path
 
@@ -124,14 +125,16 @@ def reader_span_breaks(folder: str, setting: str = "auto") -> str:
     path = Path(folder) / DECODING_FILE
     if not path.is_file():
         return SPAN_BREAKS[0]
+    from qa.errors import ModelLoadError
+
     try:
         value = json.loads(path.read_text(encoding="utf-8"))["span_breaks"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: not a decoding file with a \"span_breaks\" entry ({err})") from err
+        raise ModelLoadError(f"{path}: not a decoding file with a \"span_breaks\" entry ({err})") from err
     try:
         return check_span_breaks(value)
     except ValueError as err:
-        raise ValueError(f"{path}: {err}") from err
+        raise ModelLoadError(f"{path}: {err}") from err
 
 
 def answer_score(margin: float, rank: int, rank_penalty: float) -> float:

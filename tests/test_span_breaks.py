@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from qa.config import Settings
+from qa.errors import ModelLoadError
 from qa.spans import decode_window, reader_span_breaks
 
 # A title line, a paragraph break, then a body: one token per word, offsets into TEXT.
@@ -100,10 +101,10 @@ def test_reader_folder_chooses_its_decoder(tmp_path):
     assert reader_span_breaks(str(tmp_path)) == "pieces"
     assert reader_span_breaks(str(tmp_path), "longer") == "longer"  # an explicit setting wins
     (tmp_path / "decoding.json").write_text(json.dumps({"span_breaks": "halves"}))
-    with pytest.raises(ValueError, match=r"decoding\.json: span_breaks must be one of"):
+    with pytest.raises(ModelLoadError, match=r"decoding\.json: span_breaks must be one of"):
         reader_span_breaks(str(tmp_path))
     (tmp_path / "decoding.json").write_text("[1, 2]")
-    with pytest.raises(ValueError, match="not a decoding file"):
+    with pytest.raises(ModelLoadError, match="not a decoding file"):
         reader_span_breaks(str(tmp_path))
 
 
