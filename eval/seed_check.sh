@@ -8,7 +8,8 @@
 # Makes the reader folder JUDGE/ship-NAME (weights, tokenizer, calibration, and decoding.json where MODEL has
 # one), indexes seeds/ once in JUDGE/idx/seeds, answers eval/gold.jsonl end to end with the calibration's
 # threshold, and compares with the base's report JUDGE/eval/base-seed.jsonl (made from BASE, default
-# ~/qa-runs/v6-base, when missing): the last line lists the answerable questions the base gets right (F1 >= 0.5) and the candidate does not.
+# ~/qa-runs/v6-base, when missing): the last line lists the answerable questions the base gets right
+# (F1 >= 0.5) and the candidate does not.
 set -euo pipefail
 MODEL=${1:?candidate model folder}; CAL=${2:?its calibration.json}; NAME=${3:?name}; J=${4:?judge folder}
 BASE=${5:-$HOME/qa-runs/v6-base}
