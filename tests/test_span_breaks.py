@@ -108,10 +108,12 @@ def test_reader_folder_chooses_its_decoder(tmp_path):
         reader_span_breaks(str(tmp_path))
 
 
-def test_shipped_reader_decodes_as_before():
+def test_shipped_reader_ships_the_decoder_it_was_judged_with():
+    """Reader v7 was judged with the pieces decoder (eval/results/reader-s21p-rule.md); a setting overrides it."""
     from qa.config import SHIPPED_READER_DIR
 
-    assert reader_span_breaks(str(SHIPPED_READER_DIR)) == "longer"
+    assert reader_span_breaks(str(SHIPPED_READER_DIR)) == "pieces"
+    assert reader_span_breaks(str(SHIPPED_READER_DIR), "longer") == "longer"
 
 
 def test_reader_takes_its_folder_choice_unless_told(tmp_path):
