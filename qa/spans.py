@@ -234,7 +234,8 @@ def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
     An answer never spans a paragraph break (the longer side is kept: in a README view a span the model begins
     at a heading or list label and ends in the block below holds its answer in that block; dropping such spans,
     or scoring their pieces on their own logits, measured worse with reader v6: eval/results/decode-pieces-rule.md;
-    ``decode_window(span_breaks="pieces")`` does the latter for a reader that ships it), never
+    ``decode_window(span_breaks="pieces")`` does the latter, and reader v7 ships it: its spans never cross a
+    break here), never
     starts or ends with white space, stray punctuation or markup characters, and holds no unbalanced bracket or
     quote at its edges
     (``[NaCl`` -> ``NaCl``, ``RFC8878]`` -> ``RFC8878``, ``"Moscow`` -> ``Moscow``); balanced ones stay
