@@ -16,7 +16,7 @@ PACKAGED_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 
 RETRIEVERS = ("dense", "bm25", "hybrid")
 READER_RUNTIMES = ("auto", "onnx", "onnx-int8", "torch")
-#: Ways of decoding a span across a paragraph break (qa.spans.SPAN_BREAKS, kept here so config imports no numpy).
+#: How qa.spans.decode_window may decode a span across a paragraph break (Settings.span_breaks).
 SPAN_BREAKS = ("longer", "pieces")
 
 #: Longest question the reader reads, in its tokens (longer ones are cut).
