@@ -6,12 +6,15 @@ figures measured while training are the ones `qa eval` reproduces.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from qa.config import SPAN_BREAKS
+from qa.errors import ModelLoadError
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,16 +120,11 @@ def reader_span_breaks(folder: str, setting: str = "auto") -> str:
     """The span decoder for the reader at ``folder``: ``setting`` unless it is "auto", else the folder's
     ``decoding.json`` choice (``{"span_breaks": "pieces"}``), else "longer" (also for a Hugging Face id).
     A decoding file that names no known decoder raises :class:`~qa.errors.ModelLoadError`."""
-    import json
-    from pathlib import Path
-
     if setting != "auto":
         return check_span_breaks(setting)
     path = Path(folder) / DECODING_FILE
     if not path.is_file():
         return SPAN_BREAKS[0]
-    from qa.errors import ModelLoadError
-
     try:
         value = json.loads(path.read_text(encoding="utf-8"))["span_breaks"]
     except (OSError, ValueError, KeyError, TypeError) as err:
