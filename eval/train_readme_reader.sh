@@ -3,7 +3,7 @@
 # resumes a stopped run.
 #
 #   bash eval/train_readme_reader.sh [--written WEIGHT[@N]] [--readme-weight W] [--squad-weight W] [--steps S]
-#                                    [--titled SHARE] [--base DIR] [--learning-rate LR]
+#                                    [--titled SHARE] [--base DIR] [--learning-rate LR] [--teacher DIR]
 #                                    NAME SEED GOLD_NAME... [-- SHARED_DATA [RUNS]]
 #   bash eval/train_readme_reader.sh v12 37 docs docs2 docs3 docs4 docs7 docs8 docs10 docs11 docs12
 #   bash eval/train_readme_reader.sh --written 2@32 --readme-weight 0 v16 44     # no README questions
@@ -16,7 +16,9 @@
 # windows instead of 800 (at most one epoch of the mix: v18's mix is 2,549 steps). --titled SHARE trains on a copy
 # of SQuAD train with its article's title as the first line of that share of its paragraphs (eval/titled_squad.py,
 # RUNS/NAME/squad11-train-titled.json). --base DIR starts from that reader instead of v6 (RUNS/v6-base);
-# --learning-rate LR sets the peak learning rate (3e-5 unless given).
+# --learning-rate LR sets the peak learning rate (3e-5 unless given). --teacher DIR distils the windows that hold
+# their answer from that reader (`--distill-answers-only`, distill weight 0.9): with the base as teacher the run
+# learns to abstain while keeping the base's answers; "no answer" windows learn from their label alone.
 #
 # First collects v6's records of each GOLD_NAME (`fit_calibration.py collect-gold`, RUNS/caldocs; a file done
 # is skipped, about 20 s each), which place its questions in their retrieved passages (eval/readme_train.py);
@@ -34,6 +36,7 @@ STEPS=800
 TITLED=""
 BASE=""
 LR=3e-5
+TEACHER=""
 while [ $# -gt 0 ]; do  # the options, in any order, before NAME
   case "$1" in
     --written) WRITTEN=${2:?weight of the written unanswerable questions}; shift 2
@@ -44,7 +47,8 @@ while [ $# -gt 0 ]; do  # the options, in any order, before NAME
     --titled) TITLED=${2:?share of SQuAD paragraphs titled}; shift 2;;
     --base) BASE=${2:?base reader folder}; shift 2;;
     --learning-rate) LR=${2:?peak learning rate}; shift 2;;
-    --*) echo "unknown option $1 (--written, --readme-weight, --squad-weight, --steps, --titled, --base, --learning-rate)" >&2
+    --teacher) TEACHER=${2:?teacher reader folder}; shift 2;;
+    --*) echo "unknown option $1 (--written, --readme-weight, --squad-weight, --steps, --titled, --base, --learning-rate, --teacher)" >&2
         exit 2;;
     *) break;;
   esac
@@ -60,6 +64,9 @@ awk -v w="$LR" 'BEGIN { exit !(w ~ /^[0-9]*\.?[0-9]+([eE]-?[0-9]+)?$/ && w + 0 >
   { echo "--learning-rate needs a positive number, got '$LR'" >&2; exit 2; }
 if [ -n "$BASE" ] && [ ! -f "$BASE/model.safetensors" ]; then
   echo "--base $BASE holds no reader (no model.safetensors)" >&2; exit 2
+fi
+if [ -n "$TEACHER" ] && [ ! -f "$TEACHER/model.safetensors" ]; then
+  echo "--teacher $TEACHER holds no reader (no model.safetensors)" >&2; exit 2
 fi
 NAME=${1:?run name}; SEED=${2:?seed}; shift 2
 TRAIN=()
@@ -105,10 +112,12 @@ if [ -n "$TITLED" ]; then
   SQUAD="$R/$NAME/squad11-train-titled.json"
   python eval/titled_squad.py "$D/squad11-train.json" "$SQUAD" --share "$TITLED"
 fi
+DISTIL=()
+[ -z "$TEACHER" ] || DISTIL=(--teacher "$TEACHER" --distill-answers-only --distill-weight 0.9)
 HOLD=()
 for a in Computational_complexity_theory European_Union_law Yuan_dynasty Warsaw Steam_engine Packet_switching \
          Immune_system Imperialism; do HOLD+=(--dev-article "$a"); done
 exec qa train-reader "$SQUAD:$SQUAD_WEIGHT" "$D/squad20-dev-half-train.json" \
-  "${EXTRA[@]+"${EXTRA[@]}"}" -o "$R/$NAME/model" "${HOLD[@]}" \
+  "${EXTRA[@]+"${EXTRA[@]}"}" -o "$R/$NAME/model" "${HOLD[@]}" "${DISTIL[@]+"${DISTIL[@]}"}" \
   --paragraph-negatives 0.15 --retrieved-negatives 0.15 --base-model "${BASE:-$R/v6-base}" \
   --epochs 1 --max-steps "$STEPS" --learning-rate "$LR" --seed "$SEED" --save-every 100 --resume --log "$R/$NAME/train.log"

@@ -76,6 +76,7 @@ def test_questions_go_with_a_retrieved_passage_that_holds_their_answer(tmp_path,
     (["--titled", "1.2", "r", "1", "docs"], "--titled needs a share above 0, at most 1, got '1.2'"),
     (["--learning-rate", "fast", "r", "1", "docs"], "--learning-rate needs a positive number, got 'fast'"),
     (["--base", "/nonexistent/reader", "r", "1", "docs"], "--base /nonexistent/reader holds no reader"),
+    (["--teacher", "/nonexistent/reader", "r", "1", "docs"], "--teacher /nonexistent/reader holds no reader"),
 ])
 def test_train_readme_reader_refuses_bad_arguments_before_any_work(args, message):
     root = Path(__file__).resolve().parents[1]
