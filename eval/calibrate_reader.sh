@@ -15,6 +15,7 @@
 # `collect` appends to its records file and skips questions already asked, so a run cut off resumes where it
 # stopped when started again with the same arguments.
 set -euo pipefail
+{  # bash reads this block whole before it runs: editing the file cannot break a run under way
 READER=${1:?reader folder}
 WORK=${2:?work folder}
 NAME=${3:?reader name, recorded in the calibration}
@@ -50,3 +51,5 @@ MIN=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['min_score
 "${FC[@]}" report "$WORK/final11.jsonl" --calibration "$WORK/calibration.json" --threshold "$MIN" \
   | tee "$WORK/report-final.md"
 echo "calibration: $WORK/calibration.json (threshold $MIN)"
+exit
+}

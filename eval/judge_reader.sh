@@ -12,6 +12,7 @@
 #    to end (hybrid, top-k 5) with its own score and no threshold, and the paired comparison of the two.
 # The base's figures are computed once (kept in OUT/figures/base, OUT/eval/base-*.jsonl) and reused.
 set -euo pipefail
+{  # bash reads this block whole before it runs: editing the file cannot break a run under way
 R=${1:?candidate reader folder}; NAME=${2:?candidate name}; BASE=${3:?base reader folder}; OUT=${4:?out folder}
 shift 4
 T=()
@@ -33,3 +34,5 @@ for g in "$@"; do
   echo "== $g: base -> $NAME"
   python eval/compare_reports.py "$OUT/eval/base-$g.jsonl" "$OUT/eval/$NAME-$g.jsonl"
 done
+exit
+}

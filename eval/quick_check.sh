@@ -11,6 +11,7 @@
 # base's reports JUDGE/eval/base-docs13.jsonl and base-seed-nothr.jsonl are made from BASE (default
 # ~/qa-runs/v6-base) when missing. About 1 minute for each reader on 2 cores.
 set -euo pipefail
+{  # bash reads this block whole before it runs: editing the file cannot break a run under way
 MODEL=${1:?candidate model folder}; NAME=${2:?name}; J=${3:?judge folder}; BASE=${4:-$HOME/qa-runs/v6-base}
 cd "$(dirname "$0")/.."
 mkdir -p "$J/eval"
@@ -24,3 +25,5 @@ echo "== docs13 (point 1: F1 above the base with the interval above zero): base 
 python eval/compare_reports.py "$J/eval/base-docs13.jsonl" "$J/eval/$NAME-docs13.jsonl"
 echo "== seed, no threshold: base -> $NAME"
 python eval/compare_reports.py "$J/eval/base-seed-nothr.jsonl" "$J/eval/$NAME-seed-nothr.jsonl"
+exit
+}

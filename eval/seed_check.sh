@@ -11,6 +11,7 @@
 # ~/qa-runs/v6-base, when missing): the last line lists the answerable questions the base gets right
 # (F1 >= 0.5) and the candidate does not.
 set -euo pipefail
+{  # bash reads this block whole before it runs: editing the file cannot break a run under way
 MODEL=${1:?candidate model folder}; CAL=${2:?its calibration.json}; NAME=${3:?name}; J=${4:?judge folder}
 BASE=${5:-$HOME/qa-runs/v6-base}
 cd "$(dirname "$0")/.."
@@ -26,3 +27,5 @@ if [ -f "$MODEL/decoding.json" ]; then cp "$MODEL/decoding.json" "$S/"; fi
 qa eval eval/gold.jsonl -i "$J/idx/seeds" --reader "$S" --report "$J/eval/$NAME-seed.jsonl" > "$J/eval/$NAME-seed.txt"
 sed -n 2,8p "$J/eval/$NAME-seed.txt"
 python eval/compare_reports.py "$J/eval/base-seed.jsonl" "$J/eval/$NAME-seed.jsonl"
+exit
+}

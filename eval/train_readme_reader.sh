@@ -28,6 +28,7 @@
 # The held-out files (eval/README.md: the judges docs5, docs6, docs9, docs13, docs16 to docs27) are refused as
 # GOLD_NAMEs.
 set -euo pipefail
+{  # bash reads this block whole before it runs: editing the file cannot break a run under way
 WRITTEN=""
 BATCHES=8
 README_WEIGHT=6
@@ -121,3 +122,5 @@ exec qa train-reader "$SQUAD:$SQUAD_WEIGHT" "$D/squad20-dev-half-train.json" \
   "${EXTRA[@]+"${EXTRA[@]}"}" -o "$R/$NAME/model" "${HOLD[@]}" "${DISTIL[@]+"${DISTIL[@]}"}" \
   --paragraph-negatives 0.15 --retrieved-negatives 0.15 --base-model "${BASE:-$R/v6-base}" \
   --epochs 1 --max-steps "$STEPS" --learning-rate "$LR" --seed "$SEED" --save-every 100 --resume --log "$R/$NAME/train.log"
+exit
+}
