@@ -17,8 +17,9 @@
 # of SQuAD train with its article's title as the first line of that share of its paragraphs (eval/titled_squad.py,
 # RUNS/NAME/squad11-train-titled.json). --base DIR starts from that reader instead of v6 (RUNS/v6-base);
 # --learning-rate LR sets the peak learning rate (3e-5 unless given). --teacher DIR distils the windows that hold
-# their answer from that reader (`--distill-answers-only`, distill weight 0.9): with the base as teacher the run
-# learns to abstain while keeping the base's answers; "no answer" windows learn from their label alone.
+# their answer from that reader (`--distill-answers-only`, distill weight 0.9; "no answer" windows learn from their
+# label alone): with the base as teacher it is meant to keep the base's answers while the run teaches abstention
+# (v22 kept them only in part: eval/results/reader-v22-rule.md).
 #
 # First collects v6's records of each GOLD_NAME (`fit_calibration.py collect-gold`, RUNS/caldocs; a file done
 # is skipped, about 20 s each), which place its questions in their retrieved passages (eval/readme_train.py);
