@@ -233,14 +233,12 @@ def tidy_span(text: str, start: int, end: int) -> tuple[int, int] | None:
     at a heading or list label and ends in the block below holds its answer in that block; dropping such spans,
     or scoring their pieces on their own logits, measured worse with reader v6: eval/results/decode-pieces-rule.md;
     ``decode_window(span_breaks="pieces")`` does the latter, and reader v7 ships it: its spans never cross a
-    break here), never
-    starts or ends with white space, stray punctuation or markup characters, and holds no unbalanced bracket or
-    quote at its edges
-    (``[NaCl`` -> ``NaCl``, ``RFC8878]`` -> ``RFC8878``, ``"Moscow`` -> ``Moscow``); balanced ones stay
-    (``(ISIS-K)``, ``"Crocus City Hall"``), and so do the first characters of a path or dotfile
-    (``~/.pyenv/version``, ``./configure``, ``.python-version``) and a command-line option's dashes (``-G``,
-    ``--enable-tui``); a shell prompt or heading mark at a line's start goes (``$ make`` -> ``make``, and a
-    ``$`` alone is no answer). The result is a sub-span: offsets still index ``text``.
+    break here), never starts or ends with white space, stray punctuation or markup characters, and holds no
+    unbalanced bracket or quote at its edges (``[NaCl`` -> ``NaCl``, ``RFC8878]`` -> ``RFC8878``, ``"Moscow`` ->
+    ``Moscow``); balanced ones stay (``(ISIS-K)``, ``"Crocus City Hall"``), and so do the first characters of a
+    path or dotfile (``~/.pyenv/version``, ``./configure``, ``.python-version``) and a command-line option's
+    dashes (``-G``, ``--enable-tui``); a shell prompt or heading mark at a line's start goes (``$ make`` ->
+    ``make``, and a ``$`` alone is no answer). The result is a sub-span: offsets still index ``text``.
     """
     if not 0 <= start <= end <= len(text):
         raise ValueError(f"span [{start}, {end}) is not inside a text of {len(text)} characters")
